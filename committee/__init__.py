@@ -1,0 +1,1 @@
+"""committee: (not built yet; see the project's issues)."""

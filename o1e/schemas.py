@@ -1,0 +1,193 @@
+"""The Parquet schemas of every dataset the project exchanges: the public contract, in one place.
+
+Other teams read these datasets. A change that removes, renames or retypes a field bumps that schema's
+``version``; readers refuse a version they do not know. ``python -m o1e.schemas`` prints the Markdown
+that README.md's "Datasets" section holds (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+STRINGS = pa.list_(pa.string())
+FLOATS = pa.list_(pa.float32())
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    doc: str
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetSchema:
+    name: str
+    version: int
+    doc: str
+    columns: tuple[Column, ...]
+
+    @property
+    def arrow(self) -> pa.Schema:
+        return pa.schema(
+            [pa.field(c.name, c.type, nullable=c.nullable) for c in self.columns],
+            metadata={"o1e.schema": self.name, "o1e.schema_version": str(self.version)},
+        )
+
+    def conform(self, table: pa.Table) -> pa.Table:
+        """The table with exactly this schema's columns, in order and type; a clear error otherwise."""
+        missing = [c.name for c in self.columns if c.name not in table.column_names]
+        if missing:
+            raise ValueError(f"{self.name} dataset: missing column(s) {missing}; got {table.column_names}")
+        extra = [n for n in table.column_names if n not in {c.name for c in self.columns}]
+        if extra:
+            raise ValueError(f"{self.name} dataset: unexpected column(s) {extra}")
+        arrays = []
+        for col in self.columns:
+            array = table.column(col.name)
+            if not col.nullable and array.null_count:
+                raise ValueError(f"{self.name} dataset: column {col.name!r} has {array.null_count} null(s)")
+            try:
+                arrays.append(array.cast(col.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                raise ValueError(f"{self.name} dataset: column {col.name!r} is not {col.type}: {err}") from err
+        return pa.Table.from_arrays(arrays, schema=self.arrow)
+
+    def empty(self) -> pa.Table:
+        return self.arrow.empty_table()
+
+
+REJECTS = DatasetSchema(
+    "rejects", 1,
+    "Rows a stage could not use, with the reason; the run goes on without them.",
+    (
+        Column("stage", pa.string(), "stage that rejected the row (eval, synth, committee, train)"),
+        Column("source", pa.string(), "file or dataset the row came from"),
+        Column("row", pa.string(), "the row's key: a line number, a query id or a shard id"),
+        Column("reason", pa.string(), "short machine-readable reason, e.g. `bad_json`, `unknown_doc`"),
+        Column("detail", pa.string(), "human-readable explanation"),
+    ),
+)
+
+EMBEDDINGS = DatasetSchema(
+    "embeddings", 1,
+    "Document embeddings, as cached by eval (one part per shard), keyed by model and corpus fingerprint.",
+    (
+        Column("doc_id", pa.string(), "corpus `_id`"),
+        Column("embedding", FLOATS, "the document vector (normalised when the encoder normalises)"),
+    ),
+)
+
+EVAL_RUN = DatasetSchema(
+    "eval_run", 1,
+    "A retrieval run: the top-k documents per query (the TREC run file holds the same rows).",
+    (
+        Column("query_id", pa.string(), "query `_id`"),
+        Column("doc_id", pa.string(), "retrieved corpus `_id`"),
+        Column("rank", pa.int32(), "1-based rank"),
+        Column("score", pa.float32(), "retriever score (inner product, cosine or BM25)"),
+    ),
+)
+
+EVAL_PER_QUERY = DatasetSchema(
+    "eval_per_query", 1,
+    "Metrics of every evaluated query (metrics.json holds their means).",
+    (
+        Column("query_id", pa.string(), "query `_id`"),
+        Column("ndcg@10", pa.float64(), "nDCG at 10 (trec_eval `ndcg_cut_10`)"),
+        Column("mrr@10", pa.float64(), "reciprocal rank of the first relevant document within the top 10"),
+        Column("recall@100", pa.float64(), "recall at 100"),
+        Column("recall@1000", pa.float64(), "recall at 1000"),
+        Column("num_relevant", pa.int32(), "judged relevant documents (qrels score > 0)"),
+        Column("num_retrieved", pa.int32(), "documents in the run for this query"),
+    ),
+)
+
+TRAINING_ROWS = DatasetSchema(
+    "training_rows", 1,
+    "Training queries with their positive passages and mined hard negatives (input of synthesis).",
+    (
+        Column("query_id", pa.string(), "query `_id`"),
+        Column("query", pa.string(), "query text"),
+        Column("positive_ids", STRINGS, "corpus ids of the positive passages"),
+        Column("positives", STRINGS, "positive passages (`title + ' ' + text`)"),
+        Column("negative_ids", STRINGS, "corpus ids of the hard negatives (empty when unknown)"),
+        Column("negatives", STRINGS, "hard-negative passages"),
+    ),
+)
+
+CANDIDATES = DatasetSchema(
+    "candidates", 1,
+    "Candidate thoughts written by the expert LLM, several per query (output of synthesis).",
+    (
+        Column("query_id", pa.string(), "query `_id`"),
+        Column("candidate_index", pa.int32(), "0-based index of the candidate within its query"),
+        Column("thought", pa.string(), "generated text"),
+        Column("finish_reason", pa.string(), "`stop` or `length`"),
+        Column("prompt_tokens", pa.int32(), "tokens in the prompt"),
+        Column("completion_tokens", pa.int32(), "tokens generated"),
+        Column("model", pa.string(), "expert model (directory or served name)"),
+        Column("prompt_fingerprint", pa.string(), "hash of the exact prompt text"),
+    ),
+)
+
+TRAINING = DatasetSchema(
+    "training", 1,
+    "What the trainer reads: each query with the thought the committee chose (output of the committee).",
+    (
+        Column("query_id", pa.string(), "query `_id`"),
+        Column("query", pa.string(), "query text"),
+        Column("thought", pa.string(), "the selected thought"),
+        Column("positives", STRINGS, "positive passages"),
+        Column("negatives", STRINGS, "hard-negative passages"),
+        Column("teacher_scores", FLOATS, "optional teacher scores over positives + negatives (KL distillation)",
+               nullable=True),
+    ),
+)
+
+COMMITTEE_SCORES = DatasetSchema(
+    "committee_scores", 1,
+    "Per query, every committee member's scores of every candidate and the vote (diagnostics).",
+    (
+        Column("query_id", pa.string(), "query `_id`"),
+        Column("members", STRINGS, "member names, in the order of `scores`"),
+        Column("scores", pa.list_(FLOATS), "scores[m][c]: member m's score of candidate c"),
+        Column("selected_index", pa.int32(), "candidate chosen by the vote"),
+        Column("vote", pa.string(), "`soft`, `hard` or `median`"),
+        Column("margin", pa.float32(), "winner's aggregate minus the runner-up's"),
+        Column("agreed", pa.bool_(), "whether every member's top-1 equals the chosen candidate"),
+    ),
+)
+
+ALL: dict[str, DatasetSchema] = {
+    s.name: s
+    for s in (TRAINING_ROWS, CANDIDATES, COMMITTEE_SCORES, TRAINING, EMBEDDINGS, EVAL_RUN, EVAL_PER_QUERY, REJECTS)
+}
+
+
+def get(name: str) -> DatasetSchema:
+    try:
+        return ALL[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset schema {name!r}; known: {sorted(ALL)}") from None
+
+
+def markdown() -> str:
+    """The schemas as Markdown tables, for README.md."""
+    out = []
+    for schema in ALL.values():
+        out.append(f"#### `{schema.name}` (version {schema.version})\n\n{schema.doc}\n")
+        out.append("| column | type | meaning |\n|---|---|---|")
+        for col in schema.columns:
+            kind = str(col.type).replace("<item: ", "<").replace("<element: ", "<")
+            null = ", nullable" if col.nullable else ""
+            out.append(f"| `{col.name}` | `{kind}`{null} | {col.doc} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(markdown())

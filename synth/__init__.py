@@ -1,0 +1,1 @@
+"""synth: (not built yet; see the project's issues)."""

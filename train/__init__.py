@@ -1,0 +1,1 @@
+"""train: (not built yet; see the project's issues)."""
