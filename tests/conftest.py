@@ -1,0 +1,103 @@
+"""Shared fixtures: a real local Ray cluster, a real S3 endpoint on loopback, the real datasets."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_SCIFACT = os.path.join(REPO, "..", "shared", "data", "beir", "scifact")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+@pytest.fixture(scope="session")
+def scifact() -> str:
+    """The full BEIR SciFact set beside the checkout (../shared); tests using it skip where it is absent."""
+    if not os.path.isfile(os.path.join(SHARED_SCIFACT, "corpus.jsonl")):
+        pytest.skip(f"full SciFact not found at {SHARED_SCIFACT} (../shared is absent on a user's fresh clone)")
+    return os.path.abspath(SHARED_SCIFACT)
+
+
+@pytest.fixture(scope="session")
+def demo_data() -> str:
+    from o1e.paths import DEMO_DATA
+
+    return DEMO_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm() -> str:
+    from o1e.encoders import resolve_model_dir
+
+    return resolve_model_dir("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for the whole session, shut down at the end."""
+    import ray
+
+    from o1e.ray_utils import RayConfig, init_ray
+
+    init_ray(RayConfig(num_cpus=2))
+    yield ray
+    ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 HTTP endpoint on loopback (moto's server); sets the endpoint and dummy credentials."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    saved = {k: os.environ.get(k) for k in
+             ("O1E_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
+    os.environ.update({
+        "O1E_S3_ENDPOINT": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    })
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture()
+def s3_bucket(s3_server, request) -> str:
+    """A fresh bucket on the loopback S3 server; returns its ``s3://`` URL."""
+    import boto3
+
+    name = ("o1e-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()))[:50].strip("-")
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+def upload_dir(local: str, url: str) -> None:
+    """Copy a local folder to an s3:// prefix, through the project's own storage layer."""
+    from o1e import storage
+
+    for root, _, files in os.walk(local):
+        for name in files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, local).replace(os.sep, "/")
+            with open(path, "rb") as f:
+                storage.write_bytes(storage.join(url, rel), f.read())
