@@ -71,10 +71,8 @@ def retrieve_dense(data: beir.BeirDataset, cfg: EvalConfig, model_dir: str, show
 
     ray = init_ray(cfg.ray)
     num_cpus = cpus_per_worker(ray, cfg.ray, cfg.shards)
-    Worker = ray.remote(ShardWorker).options(
-        num_cpus=num_cpus, num_gpus=cfg.ray.num_gpus_per_worker,
-        max_restarts=1, max_task_retries=1,
-    )
+    # A lost worker fails the run; rerunning it resumes from the shards already in the embedding cache.
+    Worker = ray.remote(ShardWorker).options(num_cpus=num_cpus, num_gpus=cfg.ray.num_gpus_per_worker)
     counter = ray.remote(Counter).options(num_cpus=0).remote()
     workers = [Worker.remote(config, model_dir, int(num_cpus), counter) for _ in tasks]
     query_ids = list(data.queries)

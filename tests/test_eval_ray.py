@@ -72,6 +72,14 @@ def test_dataset_cache_and_outputs_on_s3(ray_cluster, demo_data, one_shard, s3_b
     again = run_eval(cfg, show=False)
     assert again.info["cache_hits"] == 2 and again.ranking == result.ranking
 
+    # A run that died after committing only shard 0: the rerun re-encodes shard 1 alone.
+    cache = result.info["embedding_cache"]
+    storage.delete(storage.join(cache, "_manifest.json"))
+    storage.delete(storage.join(cache, "_shards", "00001-of-00002.json"))
+    resumed = run_eval(cfg, show=False)
+    assert resumed.info["cache_hits"] == 1 and resumed.ranking == result.ranking
+    assert storage.read_manifest(cache).num_rows == 400  # no document lost or twice
+
 
 def test_cli_bm25_end_to_end_with_rejects(tmp_path, demo_data):
     import shutil
