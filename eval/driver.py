@@ -19,7 +19,7 @@ from o1e.bm25 import BM25Index
 from o1e.encoders import model_fingerprint, resolve_model_dir
 from o1e.progress import Counter, wait_with_progress
 from o1e.provenance import fingerprint
-from o1e.ray_utils import cpus_per_worker, init_ray
+from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
 
 
 @dataclass
@@ -72,7 +72,7 @@ def retrieve_dense(data: beir.BeirDataset, cfg: EvalConfig, model_dir: str, show
     ray = init_ray(cfg.ray)
     num_cpus = cpus_per_worker(ray, cfg.ray, cfg.shards)
     # A lost worker fails the run; rerunning it resumes from the shards already in the embedding cache.
-    Worker = ray.remote(ShardWorker).options(num_cpus=num_cpus, num_gpus=cfg.ray.num_gpus_per_worker)
+    Worker = ray.remote(ShardWorker).options(num_cpus=num_cpus, num_gpus=gpus_per_worker(ray, cfg.ray))
     counter = ray.remote(Counter).options(num_cpus=0).remote()
     workers = [Worker.remote(config, model_dir, int(num_cpus), counter) for _ in tasks]
     query_ids = list(data.queries)
