@@ -48,6 +48,19 @@ STAGES = {
             Flag(("--cache-dir",), "cache_dir", "embedding cache (local or s3://; 'null' disables)"),
         ],
     ),
+    "vote": Stage(
+        "vote", "let the retrieval committee score every candidate thought against its gold document and vote",
+        "committee.config:CommitteeConfig", "committee.driver:run_committee",
+        [
+            Flag(("-t", "--training-rows"), "training_rows", "training_rows dataset (folder or s3:// prefix)"),
+            Flag(("-i", "--candidates"), "candidates", "candidates dataset written by o1e synth"),
+            Flag(("-v", "--vote"), "vote", "soft (default), hard or median"),
+            Flag(("-b", "--batch-size"), "batch_size", "queries per scoring call of a member"),
+            Flag(("-s", "--shard-size"), "shard_size", "queries per committed shard (the unit of resume)"),
+            Flag(("-e", "--executor"), "executor", "ray (member actor pools) or local (one process)"),
+            Flag(("-o", "--output"), "output", "output folder or s3:// prefix"),
+        ],
+    ),
 }
 
 

@@ -39,6 +39,8 @@ class DenseEncoderConfig(Section):
     batch_size: int = 32
     device: str = "auto"
     """``auto``: CUDA when available, else CPU."""
+    trust_remote_code: bool = False
+    """Run modelling code shipped inside the model folder (needed by e.g. stella and gte-v1.5)."""
 
 
 def resolve_model_dir(spec: str, cache_dir: str | None = None) -> str:
@@ -66,7 +68,7 @@ def resolve_model_dir(spec: str, cache_dir: str | None = None) -> str:
 
 def model_fingerprint(config: DenseEncoderConfig, model_dir: str) -> str:
     """Identifies the embeddings a config produces: the model's files and every setting that changes them."""
-    settings = config.model_dump(exclude={"model", "batch_size", "device"})
+    settings = config.model_dump(exclude={"model", "batch_size", "device", "trust_remote_code"})
     return fingerprint({"files": directory_fingerprint(model_dir), "settings": settings})
 
 
@@ -88,9 +90,12 @@ def load_encoder(config: DenseEncoderConfig, model_dir: str):
 
     device = pick_device(config.device)
     if config.pooling == "auto":
-        model = SentenceTransformer(model_dir, device=device, local_files_only=True)
+        model = SentenceTransformer(model_dir, device=device, local_files_only=True,
+                                    trust_remote_code=config.trust_remote_code)
     else:
-        transformer = models.Transformer(model_dir, max_seq_length=config.max_length)
+        remote = {"trust_remote_code": True} if config.trust_remote_code else {}
+        transformer = models.Transformer(model_dir, max_seq_length=config.max_length, model_kwargs=remote,
+                                         processor_kwargs=remote, config_kwargs=remote)
         pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode=config.pooling)
         model = SentenceTransformer(modules=[transformer, pooling], device=device)
     if config.max_length is not None:

@@ -149,15 +149,19 @@ TRAINING = DatasetSchema(
 )
 
 COMMITTEE_SCORES = DatasetSchema(
-    "committee_scores", 1,
+    "committee_scores", 2,
     "Per query, every committee member's scores of every candidate and the vote (diagnostics).",
     (
         Column("query_id", pa.string(), "query `_id`"),
         Column("members", STRINGS, "member names, in the order of `scores`"),
-        Column("scores", pa.list_(FLOATS), "scores[m][c]: member m's score of candidate c"),
-        Column("selected_index", pa.int32(), "candidate chosen by the vote"),
+        Column("candidate_indices", pa.list_(pa.int32()),
+               "`candidate_index` of each scored candidate, in the order of `scores[m]` (empty thoughts "
+               "are not scored)"),
+        Column("scores", pa.list_(FLOATS), "scores[m][c]: member m's score of scored candidate c"),
+        Column("selected_index", pa.int32(), "`candidate_index` of the candidate chosen by the vote"),
         Column("vote", pa.string(), "`soft`, `hard` or `median`"),
-        Column("margin", pa.float32(), "winner's aggregate minus the runner-up's"),
+        Column("margin", pa.float32(), "winner's aggregate minus the runner-up's (median vote: distance to the "
+               "nearest other aggregate); NaN with a single candidate"),
         Column("agreed", pa.bool_(), "whether every member's top-1 equals the chosen candidate"),
     ),
 )

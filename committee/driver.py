@@ -1,0 +1,131 @@
+"""``o1e vote``: read training rows and candidate thoughts, let the committee score every candidate
+against its query's gold document, vote, and commit shard by shard: the ``training`` dataset the
+trainer reads, per-query ``committee_scores``, and ``rejects``. Ends with a diagnostics table."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from committee import report
+from committee.config import CommitteeConfig
+from committee.executors import ShardScores, run_local, run_ray
+from committee.plan import Shard, build_groups, plan_shards
+from committee.vote import vote
+from o1e import schemas, storage
+from o1e.config import ConfigError
+from o1e.encoders import resolve_model_dir
+from o1e.provenance import fingerprint
+
+CANDIDATE_COLUMNS = ["query_id", "candidate_index", "thought"]
+
+
+@dataclass
+class CommitteeResult:
+    output: str
+    diagnostics: dict
+    shards_run: list[str] = field(default_factory=list)
+    shards_skipped: list[str] = field(default_factory=list)
+
+
+def output_urls(output: str) -> dict[str, str]:
+    return {name: storage.join(output, name) for name in ("training", "committee_scores", "rejects")}
+
+
+def vote_shard(cfg: CommitteeConfig, shard: Shard, scores: ShardScores,
+               training: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """The shard's ``committee_scores`` and ``training`` rows."""
+    names = [m.name for m in cfg.members]
+    weights = np.array([m.weight for m in cfg.members])
+    score_rows, selected_thoughts = [], []
+    for g, group in enumerate(shard.groups):
+        matrix = np.stack([scores[m][g] for m in range(len(names))])
+        result = vote(matrix, weights, cfg.vote)
+        selected_thoughts.append(group.thoughts[result.selected])
+        score_rows.append({
+            "query_id": group.query_id, "members": names, "candidate_indices": group.candidate_indices,
+            "scores": matrix.astype(np.float32).tolist(),
+            "selected_index": group.candidate_indices[result.selected], "vote": cfg.vote,
+            "margin": result.margin, "agreed": result.agreed,
+        })
+    rows = training.take(pa.array([g.row for g in shard.groups], type=pa.int64()))
+    training_rows = pa.table({
+        "query_id": rows.column("query_id"), "query": rows.column("query"),
+        "thought": pa.array(selected_thoughts, type=pa.string()),
+        "positives": rows.column("positives"), "negatives": rows.column("negatives"),
+        "teacher_scores": pa.nulls(len(shard.groups), type=schemas.FLOATS),
+    })
+    committee_scores = (pa.Table.from_pylist(score_rows, schema=schemas.COMMITTEE_SCORES.arrow)
+                        if score_rows else schemas.COMMITTEE_SCORES.empty())
+    return committee_scores, training_rows
+
+
+def _input_identity(url: str) -> dict:
+    manifest = storage.read_manifest(url)
+    return {"schema": manifest.schema, "files": [(f["path"], f["num_rows"]) for f in manifest.files],
+            "config_fingerprint": manifest.config_fingerprint}
+
+
+def check_config(cfg: CommitteeConfig) -> None:
+    """Everything a user can get wrong, checked before data is read or a cluster started."""
+    for key in ("training_rows", "candidates"):
+        url = getattr(cfg, key)
+        if not url:
+            raise ConfigError(f"{key}: required (a {key} dataset folder or s3:// prefix)")
+        if not storage.is_dataset(url):
+            raise storage.StorageError(f"{key}: {url} is not a committed dataset (no _manifest.json)")
+    for member in cfg.members:
+        if member.kind == "dense":
+            resolve_model_dir(member.model)
+
+
+def run_committee(cfg: CommitteeConfig, show: bool = True) -> CommitteeResult:
+    started = time.perf_counter()
+    check_config(cfg)
+    training = storage.read_table(cfg.training_rows, schema_name="training_rows")
+    candidates = storage.read_table(cfg.candidates, columns=CANDIDATE_COLUMNS, schema_name="candidates")
+    groups, rejects = build_groups(training, candidates, cfg.training_rows, cfg.candidates)
+    shards = plan_shards(groups, cfg.shard_size, cfg.batch_size)
+
+    run_fingerprint = fingerprint({"config": cfg.fingerprint(), "training_rows": _input_identity(cfg.training_rows),
+                                   "candidates": _input_identity(cfg.candidates)})
+    lineage = {"config_fingerprint": run_fingerprint, "config": cfg.model_dump(mode="json"),
+               "parents": [storage.dataset_ref(cfg.training_rows), storage.dataset_ref(cfg.candidates)]}
+    urls = output_urls(cfg.output)
+    writers = {name: storage.DatasetWriter(url, name, **lineage) for name, url in urls.items()}
+    writers["rejects"].commit_shard("inputs", pa.Table.from_pylist(rejects, schema=schemas.REJECTS.arrow)
+                                    if rejects else schemas.REJECTS.empty())
+
+    # The training shard is committed last: its marker means the whole shard is done.
+    done = set(writers["training"].committed())
+    todo = [s for s in shards if s.shard_id not in done]
+    skipped = [s.shard_id for s in shards if s.shard_id in done]
+    if show:
+        report.print_plan(cfg, len(groups), len(rejects), shards, todo)
+    executor = run_ray if cfg.executor == "ray" else run_local
+    ran = []
+    for shard, scores in executor(cfg, todo):
+        committee_scores, training_rows = vote_shard(cfg, shard, scores, training)
+        writers["committee_scores"].commit_shard(shard.shard_id, committee_scores)
+        writers["training"].commit_shard(shard.shard_id, training_rows)
+        ran.append(shard.shard_id)
+
+    elapsed = time.perf_counter() - started
+    extra = {"vote": cfg.vote, "members": [m.name for m in cfg.members]}
+    for writer in writers.values():
+        writer.finalize(extra=extra)
+    diagnostics = report.diagnostics(storage.read_table(urls["committee_scores"]),
+                                     storage.read_table(urls["rejects"]))
+    diagnostics.update({
+        "elapsed_s": elapsed, "executor": cfg.executor, "shards": len(shards), "shards_run": len(ran),
+        "shards_skipped": len(skipped), "candidates_scored": sum(s.num_candidates for s in todo),
+        "config_fingerprint": run_fingerprint,
+    })
+    storage.write_text(storage.join(cfg.output, "config.yaml"), cfg.to_yaml())
+    storage.write_json(storage.join(cfg.output, "diagnostics.json"), diagnostics)  # last: the run finished
+    if show:
+        report.print_diagnostics(cfg, diagnostics)
+    return CommitteeResult(output=cfg.output, diagnostics=diagnostics, shards_run=ran, shards_skipped=skipped)

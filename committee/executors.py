@@ -1,0 +1,109 @@
+"""Where the members score: in this process (``local``) or each member as its own Ray actor pool.
+
+Both executors take the same planned shards and yield ``(shard, scores)`` where ``scores[m][g]`` is
+member ``m``'s score vector for the shard's group ``g``. They run the same batches through the same
+scorer code, so their results are identical row for row.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from committee.config import CommitteeConfig
+from committee.members import ScoringBatch, build_member
+from committee.plan import Shard
+
+ShardScores = list[list[np.ndarray]]
+
+
+def _threads(member) -> int:
+    return max(1, int(member.placement.num_cpus))
+
+
+def _join(shard: Shard, per_batch: dict[str, list[list[np.ndarray]]], num_members: int) -> ShardScores:
+    """Per member, the batches' group scores concatenated in the shard's group order."""
+    return [[vec for batch in shard.batches for vec in per_batch[batch.batch_id][m]] for m in range(num_members)]
+
+
+def run_local(cfg: CommitteeConfig, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
+    members = [build_member(m, _threads(m)) for m in cfg.members]
+    total = sum(len(s.groups) for s in shards)
+    with tqdm(total=total, desc="committee (local)", unit="query", disable=not cfg.progress) as bar:
+        for shard in shards:
+            per_batch = {}
+            for batch in shard.batches:
+                per_batch[batch.batch_id] = [member.score(batch) for member in members]
+                bar.update(len(batch.thoughts))
+            yield shard, _join(shard, per_batch, len(members))
+
+
+class MemberActor:
+    """A Ray actor holding one member's scorer (model loaded once, reused for every batch)."""
+
+    def __init__(self, member_config, threads: int) -> None:
+        self.member = build_member(member_config, threads)
+
+    def score(self, batch: ScoringBatch) -> list[np.ndarray]:
+        return self.member.score(batch)
+
+
+def run_ray(cfg: CommitteeConfig, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
+    """Every member as its own actor pool; ``shards_in_flight`` shards queued at once so that each pool
+    keeps working while the driver votes and commits a finished shard."""
+    from o1e.ray_utils import init_ray
+
+    ray = init_ray(cfg.ray)
+    pools = []
+    for member in cfg.members:
+        actor = ray.remote(MemberActor).options(
+            num_cpus=member.placement.num_cpus, num_gpus=member.placement.num_gpus,
+            max_restarts=1, max_task_retries=1,
+        )
+        pools.append([actor.remote(member, _threads(member)) for _ in range(member.placement.replicas)])
+    next_actor = [0] * len(pools)
+    num_members = len(pools)
+    pending: dict = {}  # ref -> (shard index, batch id, member index)
+    received: dict[int, dict[str, list]] = {}
+
+    def submit(shard_index: int) -> None:
+        shard = shards[shard_index]
+        received[shard_index] = {b.batch_id: [None] * num_members for b in shard.batches}
+        for batch in shard.batches:
+            batch_ref = ray.put(batch)  # sent once, read by every member
+            for m, pool in enumerate(pools):
+                actor = pool[next_actor[m] % len(pool)]
+                next_actor[m] += 1
+                pending[actor.score.remote(batch_ref)] = (shard_index, batch.batch_id, m)
+
+    def shard_done(shard_index: int) -> bool:
+        return all(all(r is not None for r in per) for per in received[shard_index].values())
+
+    total = sum(len(s.groups) for s in shards)
+    sizes = {b.batch_id: len(b.thoughts) for s in shards for b in s.batches}
+    try:
+        submitted = 0
+        while submitted < min(cfg.shards_in_flight, len(shards)):
+            submit(submitted)
+            submitted += 1
+        with tqdm(total=total, desc=f"committee ({num_members} member pools)", unit="query",
+                  disable=not cfg.progress) as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                shard_index, batch_id, m = pending.pop(done[0])
+                slots = received[shard_index][batch_id]
+                slots[m] = ray.get(done[0])
+                if all(r is not None for r in slots):
+                    bar.update(sizes[batch_id])
+                if shard_done(shard_index):
+                    if submitted < len(shards):
+                        submit(submitted)
+                        submitted += 1
+                    shard = shards[shard_index]
+                    yield shard, _join(shard, received.pop(shard_index), num_members)
+    finally:
+        for pool in pools:
+            for actor in pool:
+                ray.kill(actor)

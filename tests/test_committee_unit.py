@@ -1,0 +1,267 @@
+"""The committee's pure parts: votes against hand-computed expectations, planning, rejects, members."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from committee.config import BM25Member, CommitteeConfig
+from committee.members import BM25Scorer, ScoringBatch
+from committee.plan import build_groups, plan_shards
+from committee.vote import softmax, vote
+from o1e.config import ConfigError, load_config
+
+E = math.e
+
+
+# --------------------------------------------------------------------------------------------------
+# soft vote
+
+
+def test_soft_weighted_sum_of_softmaxes():
+    # softmax([0, ln 3]) = [1/4, 3/4]; softmax([ln 3, 0]) = [3/4, 1/4]; weights 1 and 2.
+    result = vote([[0.0, math.log(3)], [math.log(3), 0.0]], [1.0, 2.0], "soft")
+    assert result.aggregate == pytest.approx([0.25 + 1.5, 0.75 + 0.5])
+    assert result.selected == 0
+    assert result.margin == pytest.approx(0.5)
+    assert result.member_top1.tolist() == [1, 0]
+    assert result.agreed is False
+
+
+def test_soft_confident_member_beats_a_lukewarm_majority():
+    scores = [[10.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]
+    result = vote(scores, [1.0, 1.0, 1.0], "soft")
+    a = 1 / (1 + 2 * E**-10)
+    b = E**-10 / (1 + 2 * E**-10)
+    expected = [a + 2 * (1 / (2 + E)), b + 2 * (E / (2 + E)), b + 2 * (1 / (2 + E))]
+    assert result.aggregate == pytest.approx(expected)
+    assert result.selected == 0
+    assert result.margin == pytest.approx(expected[0] - expected[1])
+    assert vote(scores, [1.0, 1.0, 1.0], "hard").selected == 1  # the majority, by contrast
+
+
+def test_soft_tie_goes_to_lowest_index():
+    result = vote([[0.0, 1.0], [1.0, 0.0]], [1.0, 1.0], "soft")
+    assert result.aggregate[0] == result.aggregate[1]
+    assert result.selected == 0
+    assert result.margin == 0.0
+    tie = vote([[5.0, 5.0, 1.0]], [1.0], "soft")
+    assert tie.selected == 0 and tie.member_top1.tolist() == [0]
+
+
+def test_soft_is_invariant_to_a_members_scale_offset():
+    scores = np.array([[12.0, 30.0, 7.0], [0.3, 0.1, 0.2]])
+    shifted = scores + np.array([[1000.0], [-50.0]])
+    assert vote(shifted, [1, 1], "soft").aggregate == pytest.approx(vote(scores, [1, 1], "soft").aggregate)
+    assert softmax(np.array([1000.0, 1000.0])) == pytest.approx([0.5, 0.5])  # no overflow
+
+
+def test_zero_weight_member_does_not_vote():
+    result = vote([[0.0, 9.0], [9.0, 0.0]], [0.0, 1.0], "soft")
+    assert result.selected == 0
+    assert result.agreed is False  # agreement still counts every member
+
+
+# --------------------------------------------------------------------------------------------------
+# hard vote
+
+
+def test_hard_majority():
+    result = vote([[0, 5, 1], [0, 7, 2], [9, 0, 1]], [1, 1, 1], "hard")
+    assert result.aggregate.tolist() == [1.0, 2.0, 0.0]
+    assert result.selected == 1
+    assert result.margin == 1.0
+    assert result.agreed is False
+
+
+def test_hard_tie_goes_to_lowest_index_and_weights_break_it():
+    scores = [[0, 5, 1], [9, 0, 1]]
+    tied = vote(scores, [1, 1], "hard")
+    assert tied.aggregate.tolist() == [1.0, 1.0, 0.0]
+    assert tied.selected == 0 and tied.margin == 0.0
+    assert vote(scores, [2, 1], "hard").selected == 1
+    # a member's own tie: its vote goes to the lower index
+    assert vote([[3, 3, 1]], [1], "hard").member_top1.tolist() == [0]
+
+
+def test_unanimous_hard_vote_agrees():
+    result = vote([[1, 0, 4], [0, 0, 2]], [1, 1], "hard")
+    assert result.selected == 2 and result.agreed is True and result.margin == 2.0
+
+
+# --------------------------------------------------------------------------------------------------
+# median vote
+
+
+def test_median_of_odd_count():
+    scores = [4.0, 0.0, 2.0, 3.0, 1.0]
+    result = vote([scores], [1.0], "median")
+    assert result.selected == 2  # ascending: 0 (idx 1), 1 (idx 4), 2 (idx 2), 3, 4
+    probs = np.exp(scores) / np.exp(scores).sum()
+    assert result.margin == pytest.approx(min(probs[3] - probs[2], probs[2] - probs[4]))
+    assert result.member_top1.tolist() == [0] and result.agreed is False
+
+
+def test_median_of_even_count_takes_upper_middle():
+    assert vote([[4.0, 1.0, 3.0, 2.0]], [1.0], "median").selected == 2  # sorted: idx 1, 3, 2, 0 -> position 2
+
+
+def test_median_tie_goes_to_lowest_index():
+    assert vote([[1.0, 2.0, 2.0]], [1.0], "median").selected == 1
+    assert vote([[2.0, 1.0, 2.0]], [1.0], "median").selected == 0
+    result = vote([[2.0, 2.0, 2.0]], [1.0], "median")
+    assert result.selected == 0 and result.margin == 0.0
+
+
+def test_median_uses_the_weighted_soft_aggregate():
+    scores = [[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]]
+    # the weights tilt the aggregate towards member 1's order: 2 > ... candidate 1 stays the middle one
+    result = vote(scores, [1.0, 3.0], "median")
+    expected = softmax(np.array(scores[0])) + 3 * softmax(np.array(scores[1]))
+    assert result.aggregate == pytest.approx(expected)
+    assert result.selected == int(np.argsort(expected, kind="stable")[1])
+
+
+# --------------------------------------------------------------------------------------------------
+# any N >= 1
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard", "median"])
+def test_single_candidate(mode):
+    result = vote([[3.5], [-2.0]], [1.0, 1.0], mode)
+    assert result.selected == 0
+    assert math.isnan(result.margin)
+    assert result.agreed is True
+    assert result.member_top1.tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard", "median"])
+def test_many_candidates(mode):
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(4, 9))
+    result = vote(scores, [1, 1, 1, 1], mode)
+    assert 0 <= result.selected < 9 and result.aggregate.shape == (9,)
+
+
+def test_bad_scores_are_refused():
+    with pytest.raises(ValueError, match="finite"):
+        vote([[1.0, float("nan")]], [1.0])
+    with pytest.raises(ValueError, match="weights"):
+        vote([[1.0, 2.0]], [1.0, 1.0])
+    with pytest.raises(ValueError, match="unknown vote mode"):
+        vote([[1.0, 2.0]], [1.0], "mean")
+    with pytest.raises(ValueError, match="at least one candidate"):
+        vote(np.zeros((2, 0)), [1.0, 1.0])
+
+
+# --------------------------------------------------------------------------------------------------
+# members
+
+
+def test_bm25_member_ranks_the_overlapping_candidate_first():
+    member = BM25Scorer(BM25Member())
+    batch = ScoringBatch("b", golds=["Aspirin lowers the risk of heart attacks in adults"],
+                         gold_of_group=[0, 0],
+                         thoughts=[["the stock market fell", "aspirin lowers heart attack risk", "cats sleep a lot"],
+                                   ["ASPIRIN lowers risk"]])
+    scores = member.score(batch)
+    assert scores[0].shape == (3,) and int(np.argmax(scores[0])) == 1
+    assert scores[1].shape == (1,)
+
+
+# --------------------------------------------------------------------------------------------------
+# planning and rejects
+
+
+def _training(rows):
+    return pa.table({
+        "query_id": [r[0] for r in rows], "query": [f"q {r[0]}" for r in rows],
+        "positive_ids": [[f"d{i}" for i, _ in enumerate(r[1])] for r in rows],
+        "positives": [r[1] for r in rows], "negative_ids": [[] for _ in rows], "negatives": [[] for _ in rows],
+    })
+
+
+def _candidates(rows):
+    return pa.table({"query_id": [r[0] for r in rows], "candidate_index": [r[1] for r in rows],
+                     "thought": [r[2] for r in rows]})
+
+
+def test_build_groups_rejects_what_cannot_be_voted():
+    training = _training([("q1", ["gold one"]), ("q2", []), ("q3", ["gold three"]), ("q4", ["gold four"]),
+                          ("q1", ["again"]), ("q5", ["gold five"])])
+    candidates = _candidates([("q1", 1, "b"), ("q1", 0, "a"), ("q1", 2, "  "), ("q2", 0, "x"),
+                              ("q4", 0, ""), ("q4", 1, "   "), ("qX", 0, "orphan"), ("q5", 0, "t"),
+                              ("q5", 0, "dup"), ("q5", 1, None)])
+    groups, rejects = build_groups(training, candidates, "tr", "cand")
+    assert [(g.query_id, g.candidate_indices, g.thoughts, g.gold) for g in groups] == [
+        ("q1", [0, 1], ["a", "b"], "gold one"),  # sorted by candidate_index, the empty one left out
+        ("q5", [0], ["t"], "gold five"),
+    ]
+    reasons = {(r["row"], r["reason"]) for r in rejects}
+    assert reasons == {("q1", "duplicate_query"), ("qX#0", "unknown_query"), ("q5#0", "duplicate_candidate"),
+                       ("q2", "missing_gold"), ("q3", "no_candidates"), ("q4", "empty_candidates")}
+    assert all(r["stage"] == "committee" and r["detail"] for r in rejects)
+    assert {r["source"] for r in rejects if r["reason"] == "missing_gold"} == {"tr"}
+
+
+def test_plan_keeps_queries_sharing_a_gold_document_together():
+    golds = ["A", "B", "A", "C", "B", "A", "D"]
+    training = _training([(f"q{i}", [g]) for i, g in enumerate(golds)])
+    candidates = _candidates([(f"q{i}", c, f"t{i}{c}") for i in range(len(golds)) for c in range(3)])
+    groups, rejects = build_groups(training, candidates)
+    assert not rejects
+    shards = plan_shards(groups, shard_size=4, batch_size=2)
+    # units by first appearance: A (q0 q2 q5), B (q1 q4), C (q3), D (q6)
+    assert [[g.query_id for g in s.groups] for s in shards] == [["q0", "q2", "q5"], ["q1", "q4", "q3", "q6"]]
+    assert [s.shard_id for s in shards] == ["00000", "00001"]
+    for shard in shards:
+        for batch in shard.batches:
+            assert len(batch.golds) == len(set(batch.golds))  # each gold encoded once per batch
+        all_golds = [g for b in shard.batches for g in b.golds]
+        assert len(all_golds) == len(set(all_golds))  # ... and once per shard
+    assert [b.golds for b in shards[1].batches] == [["B"], ["C", "D"]]
+    assert shards[1].batches[0].gold_of_group == [0, 0]
+    # the plan depends only on inputs and sizes
+    again = plan_shards(build_groups(training, candidates)[0], shard_size=4, batch_size=2)
+    assert [[g.query_id for g in s.groups] for s in again] == [[g.query_id for g in s.groups] for s in shards]
+
+
+# --------------------------------------------------------------------------------------------------
+# config
+
+
+def test_config_defaults_are_the_papers_recipe_with_offline_members():
+    cfg = CommitteeConfig()
+    assert cfg.vote == "soft"
+    assert [m.kind for m in cfg.members] == ["bm25", "dense"]
+    assert all(m.weight == 1.0 for m in cfg.members)
+    bm25 = cfg.members[0]
+    assert (bm25.backend, bm25.tokenizer.split, bm25.tokenizer.lowercase, bm25.tokenizer.stemmer,
+            bm25.tokenizer.stopwords) == ("rank_bm25", "whitespace", True, "none", "none")
+    assert cfg.members[1].max_length == 512 and cfg.members[1].normalize is True
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="unique"):
+        load_config(CommitteeConfig, None, ["members=[{kind: bm25}, {kind: bm25}]"])
+    with pytest.raises(ConfigError, match="normalize"):
+        load_config(CommitteeConfig, None, ["members=[{kind: dense, normalize: false}]"])
+    with pytest.raises(ConfigError, match="vote"):
+        load_config(CommitteeConfig, None, ["vote=mean"])
+    with pytest.raises(ConfigError, match="members.0.bm25.weight"):
+        load_config(CommitteeConfig, None, ["members=[{kind: bm25, weight: -1}]"])
+
+
+def test_example_configs_load():
+    import glob
+    import os
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = sorted(glob.glob(os.path.join(here, "committee", "configs", "*.yaml")))
+    assert len(paths) >= 2
+    for path in paths:
+        cfg = load_config(CommitteeConfig, path)
+        assert cfg.members
