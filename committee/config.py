@@ -9,6 +9,7 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 from o1e.bm25 import PAPER_TOKENIZER, BM25Config, TokenizerConfig
 from o1e.config import Section, StageConfig
 from o1e.encoders import DenseEncoderConfig
+from o1e.provenance import fingerprint
 from o1e.ray_utils import RayConfig
 
 
@@ -87,6 +88,14 @@ class CommitteeConfig(StageConfig):
     output: str = "outputs/committee"
     progress: bool = True
     ray: RayConfig = RayConfig()
+
+    def fingerprint(self) -> str:
+        # A member's placement (replicas, CPUs, GPUs) says where it runs, not what it computes: a rerun on
+        # a cluster of another shape resumes the same shards.
+        data = self.model_dump(mode="json", exclude={"members": {"__all__": {"placement"}}})
+        for name in self.not_fingerprinted:
+            data.pop(name, None)
+        return fingerprint(data)
 
     @model_validator(mode="after")
     def _check(self) -> "CommitteeConfig":

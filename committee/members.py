@@ -34,9 +34,11 @@ class ScoringBatch:
 
 
 class Member(ABC):
-    def __init__(self, config) -> None:
+    def __init__(self, config, threads: int = 1) -> None:
         self.config = config
         self.name = config.name
+        self.threads = max(1, threads)
+        """CPU threads this member may use (its actor's CPU share)."""
 
     @abstractmethod
     def score(self, batch: ScoringBatch) -> list[np.ndarray]:
@@ -61,11 +63,15 @@ class DenseScorer(Member):
 
     config: DenseMember
 
-    def __init__(self, config: DenseMember, model_dir: str | None = None) -> None:
-        super().__init__(config)
+    def __init__(self, config: DenseMember, threads: int = 1, model_dir: str | None = None) -> None:
+        super().__init__(config, threads)
         self.model = load_encoder(config, model_dir or resolve_model_dir(config.model))
 
     def score(self, batch: ScoringBatch) -> list[np.ndarray]:
+        import torch
+
+        # Set per call: in a single-process run several members share one torch.
+        torch.set_num_threads(self.threads)
         gold_vectors = encode(self.model, batch.golds, self.config, self.config.query_prefix)
         flat = [t for thoughts in batch.thoughts for t in thoughts]
         thought_vectors = encode(self.model, flat, self.config, self.config.document_prefix)
@@ -80,10 +86,6 @@ class DenseScorer(Member):
 SCORERS: dict[str, type[Member]] = {"bm25": BM25Scorer, "dense": DenseScorer}
 
 
-def build_member(config, threads: int | None = None) -> Member:
-    """The scorer for a member config; ``threads`` caps torch's threads (an actor's CPU share)."""
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-    return SCORERS[config.kind](config)
+def build_member(config, threads: int = 1) -> Member:
+    """The scorer for a member config; ``threads``: the CPU threads it may use."""
+    return SCORERS[config.kind](config, threads)
