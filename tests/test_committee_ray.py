@@ -134,3 +134,17 @@ def test_o1e_vote_command(inputs, minilm, tmp_path, capsys):
     assert "training_rows: required" in capsys.readouterr().err
     assert main(["vote", "-t", str(tmp_path / "nowhere"), "-i", str(tmp_path / "nowhere")]) == 1
     assert "not a committed dataset" in capsys.readouterr().err
+
+
+def test_a_run_where_every_query_is_rejected_still_commits(tmp_path):
+    training = pa.Table.from_pylist([{"query_id": "q", "query": "x", "positive_ids": [], "positives": [],
+                                      "negative_ids": [], "negatives": []}])
+    storage.write_table(str(tmp_path / "training_rows"), training, "training_rows")
+    storage.write_table(str(tmp_path / "candidates"), storage.schemas.CANDIDATES.empty(), "candidates")
+    cfg = CommitteeConfig(training_rows=str(tmp_path / "training_rows"), candidates=str(tmp_path / "candidates"),
+                          members=[{"kind": "bm25"}], executor="local", progress=False, output=str(tmp_path / "out"))
+    result = driver.run_committee(cfg, show=True)
+    outputs = read_outputs(tmp_path / "out")
+    assert outputs["training"] == [] and outputs["committee_scores"] == []
+    assert [(r["row"], r["reason"]) for r in outputs["rejects"]] == [("q", "missing_gold")]
+    assert result.diagnostics["queries_voted"] == 0

@@ -265,3 +265,36 @@ def test_example_configs_load():
     for path in paths:
         cfg = load_config(CommitteeConfig, path)
         assert cfg.members
+
+
+# --------------------------------------------------------------------------------------------------
+# diagnostics
+
+
+def test_diagnostics_from_committee_scores():
+    from committee.report import diagnostics
+    from o1e import schemas
+
+    rows = [
+        {"query_id": "a", "members": ["x", "y", "z"], "candidate_indices": [0, 1, 2],
+         "scores": [[3, 1, 0], [3, 0, 1], [0, 5, 1]], "selected_index": 0, "vote": "soft", "margin": 0.5,
+         "agreed": False},
+        {"query_id": "b", "members": ["x", "y", "z"], "candidate_indices": [1, 4],  # candidates 0, 2, 3 empty
+         "scores": [[0, 2], [0, 1], [0, 9]], "selected_index": 4, "vote": "soft", "margin": 1.5, "agreed": True},
+        {"query_id": "c", "members": ["x", "y", "z"], "candidate_indices": [2],
+         "scores": [[1], [1], [1]], "selected_index": 2, "vote": "soft", "margin": float("nan"), "agreed": True},
+    ]
+    table = pa.Table.from_pylist(rows, schema=schemas.COMMITTEE_SCORES.arrow)
+    rejects = pa.Table.from_pylist(
+        [{"stage": "committee", "source": "s", "row": "q", "reason": r, "detail": "d"}
+         for r in ("no_candidates", "missing_gold", "no_candidates")], schema=schemas.REJECTS.arrow)
+    diag = diagnostics(table, rejects)
+    assert diag["queries_voted"] == 3 and diag["rejects"] == 3
+    assert diag["rejects_by_reason"] == {"missing_gold": 1, "no_candidates": 2}
+    assert diag["member_matches_vote"] == pytest.approx({"x": 1.0, "y": 1.0, "z": 2 / 3})
+    assert diag["pairwise_agreement"] == pytest.approx({"x ~ y": 1.0, "x ~ z": 2 / 3, "y ~ z": 2 / 3})
+    assert diag["unanimous"] == pytest.approx(2 / 3)
+    assert diag["mean_margin"] == pytest.approx(1.0)  # the single-candidate NaN is left out
+
+    empty = diagnostics(schemas.COMMITTEE_SCORES.empty(), schemas.REJECTS.empty())
+    assert empty["queries_voted"] == 0 and empty["members"] == [] and math.isnan(empty["mean_margin"])
