@@ -20,8 +20,8 @@ class Placement(Section):
     """Actors in this member's pool."""
     num_cpus: float = Field(1.0, ge=0)
     """CPUs reserved per actor; also the actor's torch threads (at least 1)."""
-    num_gpus: float = Field(0.0, ge=0)
-    """GPUs per actor (1 for a dense member on a GPU cluster)."""
+    num_gpus: float | None = Field(None, ge=0)
+    """GPUs per actor; ``None``: one per dense-member actor when the cluster has GPUs, else none."""
 
 
 class BM25Member(BM25Config):

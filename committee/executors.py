@@ -56,10 +56,14 @@ def run_ray(cfg: CommitteeConfig, shards: list[Shard]) -> Iterator[tuple[Shard, 
     from o1e.ray_utils import init_ray
 
     ray = init_ray(cfg.ray)
+    cluster_has_gpus = ray.cluster_resources().get("GPU", 0) >= 1
     pools = []
     for member in cfg.members:
+        gpus = member.placement.num_gpus
+        if gpus is None:
+            gpus = 1.0 if member.kind == "dense" and cluster_has_gpus else 0.0
         actor = ray.remote(MemberActor).options(
-            num_cpus=member.placement.num_cpus, num_gpus=member.placement.num_gpus,
+            num_cpus=member.placement.num_cpus, num_gpus=gpus,
             max_restarts=1, max_task_retries=1,
         )
         pools.append([actor.remote(member, _threads(member)) for _ in range(member.placement.replicas)])
