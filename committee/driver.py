@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from committee import report
 from committee.config import CommitteeConfig
-from committee.executors import ShardScores, run_local, run_ray
+from committee.executors import ShardScores, make_executor
 from committee.plan import Shard, build_groups, plan_shards
 from committee.vote import vote
 from o1e import schemas, storage
@@ -85,6 +85,14 @@ def check_config(cfg: CommitteeConfig) -> None:
 def run_committee(cfg: CommitteeConfig, show: bool = True) -> CommitteeResult:
     started = time.perf_counter()
     check_config(cfg)
+    executor = make_executor(cfg)  # members start loading while the inputs are read and planned
+    try:
+        return _run(cfg, executor, started, show)
+    finally:
+        executor.close()
+
+
+def _run(cfg: CommitteeConfig, executor, started: float, show: bool) -> CommitteeResult:
     training = storage.read_table(cfg.training_rows, schema_name="training_rows")
     candidates = storage.read_table(cfg.candidates, columns=CANDIDATE_COLUMNS, schema_name="candidates")
     groups, rejects = build_groups(training, candidates, cfg.training_rows, cfg.candidates)
@@ -105,9 +113,8 @@ def run_committee(cfg: CommitteeConfig, show: bool = True) -> CommitteeResult:
     skipped = [s.shard_id for s in shards if s.shard_id in done]
     if show:
         report.print_plan(cfg, len(groups), len(rejects), shards, todo)
-    executor = run_ray if cfg.executor == "ray" else run_local
     ran = []
-    for shard, scores in executor(cfg, todo):
+    for shard, scores in executor.run(todo):
         committee_scores, training_rows = vote_shard(cfg, shard, scores, training)
         writers["committee_scores"].commit_shard(shard.shard_id, committee_scores)
         writers["training"].commit_shard(shard.shard_id, training_rows)

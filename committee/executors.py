@@ -1,6 +1,6 @@
 """Where the members score: in this process (``local``) or each member as its own Ray actor pool.
 
-Both executors take the same planned shards and yield ``(shard, scores)`` where ``scores[m][g]`` is
+Both executors run the same planned shards and yield ``(shard, scores)`` where ``scores[m][g]`` is
 member ``m``'s score vector for the shard's group ``g``. They run the same batches through the same
 scorer code, so their results are identical row for row.
 """
@@ -28,16 +28,25 @@ def _join(shard: Shard, per_batch: dict[str, list[list[np.ndarray]]], num_member
     return [[vec for batch in shard.batches for vec in per_batch[batch.batch_id][m]] for m in range(num_members)]
 
 
-def run_local(cfg: CommitteeConfig, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
-    members = [build_member(m, _threads(m)) for m in cfg.members]
-    total = sum(len(s.groups) for s in shards)
-    with tqdm(total=total, desc="committee (local)", unit="query", disable=not cfg.progress) as bar:
-        for shard in shards:
-            per_batch = {}
-            for batch in shard.batches:
-                per_batch[batch.batch_id] = [member.score(batch) for member in members]
-                bar.update(len(batch.thoughts))
-            yield shard, _join(shard, per_batch, len(members))
+class LocalExecutor:
+    """Every member in this process, one after the other."""
+
+    def __init__(self, cfg: CommitteeConfig) -> None:
+        self.cfg = cfg
+        self.members = [build_member(m, _threads(m)) for m in cfg.members]
+
+    def run(self, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
+        total = sum(len(s.groups) for s in shards)
+        with tqdm(total=total, desc="committee (local)", unit="query", disable=not self.cfg.progress) as bar:
+            for shard in shards:
+                per_batch = {}
+                for batch in shard.batches:
+                    per_batch[batch.batch_id] = [member.score(batch) for member in self.members]
+                    bar.update(len(batch.thoughts))
+                yield shard, _join(shard, per_batch, len(self.members))
+
+    def close(self) -> None:
+        self.members = []
 
 
 class MemberActor:
@@ -50,50 +59,55 @@ class MemberActor:
         return self.member.score(batch)
 
 
-def run_ray(cfg: CommitteeConfig, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
-    """Every member as its own actor pool; ``shards_in_flight`` shards queued at once so that each pool
-    keeps working while the driver votes and commits a finished shard."""
-    from o1e.ray_utils import init_ray
+class RayExecutor:
+    """Every member as its own actor pool. The actors start (and load their models) as soon as the
+    executor is made, while the driver reads and plans; ``shards_in_flight`` shards are queued at once so
+    that each pool keeps working while the driver votes and commits a finished shard."""
 
-    ray = init_ray(cfg.ray)
-    cluster_has_gpus = ray.cluster_resources().get("GPU", 0) >= 1
-    pools = []
-    for member in cfg.members:
-        gpus = member.placement.num_gpus
-        if gpus is None:
-            gpus = 1.0 if member.kind == "dense" and cluster_has_gpus else 0.0
-        actor = ray.remote(MemberActor).options(
-            num_cpus=member.placement.num_cpus, num_gpus=gpus,
-            max_restarts=1, max_task_retries=1,
-        )
-        pools.append([actor.remote(member, _threads(member)) for _ in range(member.placement.replicas)])
-    next_actor = [0] * len(pools)
-    num_members = len(pools)
-    pending: dict = {}  # ref -> (shard index, batch id, member index)
-    received: dict[int, dict[str, list]] = {}
+    def __init__(self, cfg: CommitteeConfig) -> None:
+        from o1e.ray_utils import init_ray
 
-    def submit(shard_index: int) -> None:
-        shard = shards[shard_index]
-        received[shard_index] = {b.batch_id: [None] * num_members for b in shard.batches}
-        for batch in shard.batches:
-            batch_ref = ray.put(batch)  # sent once, read by every member
-            for m, pool in enumerate(pools):
-                actor = pool[next_actor[m] % len(pool)]
-                next_actor[m] += 1
-                pending[actor.score.remote(batch_ref)] = (shard_index, batch.batch_id, m)
+        self.cfg = cfg
+        self.ray = ray = init_ray(cfg.ray)
+        cluster_has_gpus = ray.cluster_resources().get("GPU", 0) >= 1
+        self.pools = []
+        for member in cfg.members:
+            gpus = member.placement.num_gpus
+            if gpus is None:
+                gpus = 1.0 if member.kind == "dense" and cluster_has_gpus else 0.0
+            actor = ray.remote(MemberActor).options(
+                num_cpus=member.placement.num_cpus, num_gpus=gpus, max_restarts=1, max_task_retries=1,
+            )
+            self.pools.append([actor.remote(member, _threads(member)) for _ in range(member.placement.replicas)])
 
-    def shard_done(shard_index: int) -> bool:
-        return all(all(r is not None for r in per) for per in received[shard_index].values())
+    def run(self, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
+        ray, pools = self.ray, self.pools
+        next_actor = [0] * len(pools)
+        num_members = len(pools)
+        pending: dict = {}  # ref -> (shard index, batch id, member index)
+        received: dict[int, dict[str, list]] = {}
 
-    total = sum(len(s.groups) for s in shards)
-    sizes = {b.batch_id: len(b.thoughts) for s in shards for b in s.batches}
-    try:
+        def submit(shard_index: int) -> None:
+            shard = shards[shard_index]
+            received[shard_index] = {b.batch_id: [None] * num_members for b in shard.batches}
+            for batch in shard.batches:
+                batch_ref = ray.put(batch)  # sent once, read by every member
+                for m, pool in enumerate(pools):
+                    actor = pool[next_actor[m] % len(pool)]
+                    next_actor[m] += 1
+                    pending[actor.score.remote(batch_ref)] = (shard_index, batch.batch_id, m)
+
+        def shard_done(shard_index: int) -> bool:
+            return all(all(r is not None for r in per) for per in received[shard_index].values())
+
+        total = sum(len(s.groups) for s in shards)
+        sizes = {b.batch_id: len(b.thoughts) for s in shards for b in s.batches}
         submitted = 0
-        while submitted < min(cfg.shards_in_flight, len(shards)):
+        while submitted < min(self.cfg.shards_in_flight, len(shards)):
             submit(submitted)
             submitted += 1
         with tqdm(total=total, desc=f"committee ({num_members} member pools)", unit="query",
-                  disable=not cfg.progress) as bar:
+                  disable=not self.cfg.progress) as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 shard_index, batch_id, m = pending.pop(done[0])
@@ -107,7 +121,13 @@ def run_ray(cfg: CommitteeConfig, shards: list[Shard]) -> Iterator[tuple[Shard, 
                         submitted += 1
                     shard = shards[shard_index]
                     yield shard, _join(shard, received.pop(shard_index), num_members)
-    finally:
-        for pool in pools:
+
+    def close(self) -> None:
+        for pool in self.pools:
             for actor in pool:
-                ray.kill(actor)
+                self.ray.kill(actor)
+        self.pools = []
+
+
+def make_executor(cfg: CommitteeConfig):
+    return RayExecutor(cfg) if cfg.executor == "ray" else LocalExecutor(cfg)
