@@ -70,6 +70,8 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
     stats.rows_resumed = sum(min(cfg.shard_size, manifest.num_rows - int(s) * cfg.shard_size) for s in done)
 
     owns_engine = engine is None
+    if not owns_engine and (engine.prompt != cfg.prompt or engine.sampling != cfg.sampling):
+        raise ValueError("the engine passed in was built for another prompt or sampling config")
     if stats.shards_resumed < stats.shards_total:
         pool = load_pool(cfg.input)
         duplicates = duplicate_first_rows(cfg.input)
