@@ -19,7 +19,7 @@ from o1e.bm25 import BM25Index
 from o1e.encoders import model_fingerprint, resolve_model_dir
 from o1e.progress import Counter, wait_with_progress
 from o1e.provenance import fingerprint
-from o1e.ray_utils import init_ray
+from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
 
 
 @dataclass
@@ -49,7 +49,8 @@ def retrieve_bm25(data: beir.BeirDataset, config: BM25Retriever, top_k: int, dro
     return ranking, info
 
 
-def retrieve_dense(data: beir.BeirDataset, cfg: EvalConfig, model_dir: str) -> tuple[Ranking, dict]:
+def retrieve_dense(data: beir.BeirDataset, cfg: EvalConfig, model_dir: str, show: bool = True
+                   ) -> tuple[Ranking, dict]:
     config: DenseRetriever = cfg.retriever
     model_fp = model_fingerprint(config, model_dir)
     texts = data.corpus.passages()
@@ -69,18 +70,17 @@ def retrieve_dense(data: beir.BeirDataset, cfg: EvalConfig, model_dir: str) -> t
         ))
 
     ray = init_ray(cfg.ray)
-    threads = max(1, int(cfg.ray.num_cpus_per_worker))
-    Worker = ray.remote(ShardWorker).options(
-        num_cpus=cfg.ray.num_cpus_per_worker, num_gpus=cfg.ray.num_gpus_per_worker,
-        max_restarts=1, max_task_retries=1,
-    )
+    num_cpus = cpus_per_worker(ray, cfg.ray, cfg.shards)
+    # A lost worker fails the run; rerunning it resumes from the shards already in the embedding cache.
+    Worker = ray.remote(ShardWorker).options(num_cpus=num_cpus, num_gpus=gpus_per_worker(ray, cfg.ray))
     counter = ray.remote(Counter).options(num_cpus=0).remote()
-    workers = [Worker.remote(config, model_dir, threads, counter) for _ in tasks]
+    workers = [Worker.remote(config, model_dir, int(num_cpus), counter) for _ in tasks]
     query_ids = list(data.queries)
     query_vectors = workers[0].encode_queries.remote([data.queries[q] for q in query_ids])
     k = cfg.top_k + (1 if cfg.drop_self_hits else 0)
     pending = {w.run.remote(t, query_vectors, k): t.shard_id for w, t in zip(workers, tasks)}
-    results = wait_with_progress(ray, pending, counter, len(texts), f"encode + search ({cfg.shards} shards)", "doc")
+    results = wait_with_progress(ray, pending, counter, len(texts), f"encode + search, shards={cfg.shards}", "doc",
+                                 show=show)
     for worker in workers:
         ray.kill(worker)
     if cache_url:
@@ -111,7 +111,7 @@ def run_eval(cfg: EvalConfig, show: bool = True) -> EvalResult:
     if isinstance(cfg.retriever, BM25Retriever):
         ranking, info = retrieve_bm25(data, cfg.retriever, cfg.top_k, cfg.drop_self_hits, progress=show)
     else:
-        ranking, info = retrieve_dense(data, cfg, model_dir)
+        ranking, info = retrieve_dense(data, cfg, model_dir, show)
     metrics, per_query = evaluate(data.qrels, ranking)
     info["elapsed_s"] = time.perf_counter() - started
     result = EvalResult(metrics=metrics, per_query=per_query, ranking=ranking, dataset=data, info=info)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from eval.metrics import METRICS
-from o1e import beir, storage
+from o1e import beir, schemas, storage
 from o1e.provenance import code_version
 
 console = Console(stderr=False, highlight=False)
@@ -73,14 +73,13 @@ def write_outputs(cfg, result) -> None:
         {"query_id": q, "doc_id": d, "rank": r, "score": s}
         for q, hits in result.ranking.items() for r, (d, s) in enumerate(hits, start=1)
     ]
-    run_table = pa.Table.from_pylist(run_rows) if run_rows else None
-    storage.write_table(storage.join(out, "run"), run_table if run_table is not None
-                        else storage.schemas.EVAL_RUN.empty(), "eval_run", **lineage)
+    run_table = pa.Table.from_pylist(run_rows) if run_rows else schemas.EVAL_RUN.empty()
+    storage.write_table(storage.join(out, "run"), run_table, "eval_run", **lineage)
     storage.write_text(storage.join(out, "run.trec"), trec_run(result.ranking, tag=f"o1e-{cfg.retriever.kind}"))
     rejects = pa.Table.from_pylist([
         {"stage": "eval", "source": r.source, "row": r.row, "reason": r.reason, "detail": r.detail}
         for r in data.rejects
-    ]) if data.rejects else storage.schemas.REJECTS.empty()
+    ]) if data.rejects else schemas.REJECTS.empty()
     storage.write_table(storage.join(out, "rejects"), rejects, "rejects", **lineage)
     storage.write_text(storage.join(out, "config.yaml"), cfg.to_yaml())
     storage.write_json(storage.join(out, "metrics.json"), metrics)  # last: its presence means the run finished

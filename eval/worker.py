@@ -56,7 +56,10 @@ class ShardWorker:
         if task.cache_url:
             writer = storage.DatasetWriter(task.cache_url, "embeddings", config_fingerprint=task.cache_fingerprint)
             cached = writer.read_shard(task.shard_id)
-            if cached is not None and cached.column("doc_id").to_pylist() == task.doc_ids:
+            if cached is not None:
+                if cached.column("doc_id").to_pylist() != task.doc_ids:
+                    raise storage.StorageError(f"embedding cache {task.cache_url} shard {task.shard_id} does not "
+                                               "hold this shard's documents; delete that folder and rerun")
                 return table_to_vectors(cached), True
         parts, start = [], 0
         for size in task.batch_sizes:

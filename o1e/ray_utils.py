@@ -16,9 +16,22 @@ class RayConfig(Section):
     """Cluster to join; ``None``: ``RAY_ADDRESS`` when set (as under ``ray job submit``), else a new local one."""
     num_cpus: int | None = None
     """CPUs of a new local cluster (``None``: all)."""
-    num_cpus_per_worker: float = 1.0
-    num_gpus_per_worker: float = 0.0
-    """One GPU per worker on a GPU cluster; 0 on CPU machines."""
+    num_cpus_per_worker: float | None = None
+    """``None``: the cluster's CPUs shared evenly among the stage's workers (at least 1 each)."""
+    num_gpus_per_worker: float | None = None
+    """``None``: one GPU per worker when the cluster has GPUs, none otherwise."""
+
+
+def cpus_per_worker(ray, config: RayConfig, workers: int) -> float:
+    if config.num_cpus_per_worker is not None:
+        return config.num_cpus_per_worker
+    return float(max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, workers)))
+
+
+def gpus_per_worker(ray, config: RayConfig) -> float:
+    if config.num_gpus_per_worker is not None:
+        return config.num_gpus_per_worker
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
 
 
 def init_ray(config: RayConfig):

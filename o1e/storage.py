@@ -262,15 +262,16 @@ class DatasetWriter:
             self._check_same_run()
 
     def _check_same_run(self) -> None:
-        for shard_id, marker in self.committed().items():
-            theirs = marker.get("config_fingerprint")
-            if theirs != self.config_fingerprint:
-                raise StorageError(
-                    f"{self.url} already holds shard {shard_id!r} written by config {theirs}, "
-                    f"not this run's {self.config_fingerprint}: refusing to mix them. "
-                    "Start a new run (another output, or overwrite) to replace it."
-                )
-            break
+        markers = [n for n in listdir(join(self.url, SHARDS_DIR)) if n.endswith(".json")]
+        if not markers:
+            return
+        theirs = read_json(join(self.url, SHARDS_DIR, markers[0])).get("config_fingerprint")
+        if theirs != self.config_fingerprint:
+            raise StorageError(
+                f"{self.url} already holds shards written by config {theirs}, not this run's "
+                f"{self.config_fingerprint}: refusing to mix them. "
+                "Start a new run (another output, or overwrite) to replace it."
+            )
 
     def committed(self) -> dict[str, dict[str, Any]]:
         """Shard id -> marker, for every shard already committed under this URL."""

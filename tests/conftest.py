@@ -39,8 +39,11 @@ def minilm() -> str:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """One local Ray cluster (2 CPUs) for the whole session, shut down at the end."""
+def ray_cluster(s3_server):
+    """One local Ray cluster (2 CPUs) for the whole session, shut down at the end.
+
+    It starts after the S3 server, as on a real cluster whose nodes already hold the object-store
+    endpoint and credentials in their environment when Ray starts."""
     import ray
 
     from o1e.ray_utils import RayConfig, init_ray
@@ -69,7 +72,7 @@ def s3_server():
     os.environ.update({
         "O1E_S3_ENDPOINT": f"http://127.0.0.1:{port}",
         "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECRET_ACCESS_KEY": "o1e-test-secret-5f2c",  # distinctive, so tests can check it never leaks
         "AWS_REGION": "us-east-1",
     })
     yield f"http://127.0.0.1:{port}"

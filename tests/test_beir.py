@@ -1,0 +1,87 @@
+import json
+import os
+
+import pytest
+
+from o1e import beir
+
+
+def make(tmp_path, corpus=None, queries=None, qrels=None, split="test"):
+    root = tmp_path / "ds"
+    (root / "qrels").mkdir(parents=True)
+    corpus = corpus if corpus is not None else [
+        json.dumps({"_id": f"d{i}", "title": f"T{i}", "text": f"text {i}"}) for i in range(3)]
+    queries = queries if queries is not None else [json.dumps({"_id": f"q{i}", "text": f"query {i}"}) for i in range(2)]
+    qrels = qrels if qrels is not None else ["query-id\tcorpus-id\tscore", "q0\td0\t1", "q1\td2\t1"]
+    (root / "corpus.jsonl").write_text("\n".join(corpus) + "\n")
+    (root / "queries.jsonl").write_text("\n".join(queries) + "\n")
+    (root / "qrels" / f"{split}.tsv").write_text("\n".join(qrels) + "\n")
+    return str(root)
+
+
+def test_loads_a_clean_dataset(tmp_path):
+    data = beir.load(make(tmp_path), "test")
+    assert data.corpus.ids == ["d0", "d1", "d2"]
+    assert data.corpus.passages()[1] == "T1 text 1"
+    assert data.queries == {"q0": "query 0", "q1": "query 1"}
+    assert data.qrels == {"q0": {"d0": 1}, "q1": {"d2": 1}}
+    assert data.rejects == [] and len(data.corpus.fingerprint) == 16
+
+
+def test_malformed_json_line_names_file_and_line(tmp_path):
+    corpus = [json.dumps({"_id": "d0", "text": "a"}), '{"_id": "d1", "text": ', json.dumps({"_id": "d2", "text": "c"})]
+    root = make(tmp_path, corpus=corpus, qrels=["q0\td0\t1"])
+    with pytest.raises(beir.DatasetError, match=r"corpus\.jsonl line 2: "):
+        beir.load(root, "test")
+    data = beir.load(root, "test", on_bad_line="skip")
+    assert data.corpus.ids == ["d0", "d2"]
+    assert [(r.row, r.reason) for r in data.rejects] == [("2", "bad_line")]
+
+
+def test_missing_id_and_duplicate_id(tmp_path):
+    root = make(tmp_path, corpus=[json.dumps({"text": "no id"})], qrels=["q0\td0\t1"])
+    with pytest.raises(beir.DatasetError, match=r"line 1: missing field '_id'"):
+        beir.load(root, "test")
+    dup = [json.dumps({"_id": "d0", "text": "a"}), json.dumps({"_id": "d0", "text": "b"})]
+    with pytest.raises(beir.DatasetError, match=r"line 2: duplicate document id 'd0'"):
+        beir.load(make(tmp_path / "2", corpus=dup, qrels=["q0\td0\t1"]), "test")
+
+
+def test_qrels_naming_unknown_query_or_document_are_counted_skips(tmp_path):
+    root = make(tmp_path, qrels=["q0\td0\t1", "q0\tmissing-doc\t1", "q9\td1\t1", "q1\td2\t1"])
+    data = beir.load(root, "test")
+    assert data.qrels == {"q0": {"d0": 1}, "q1": {"d2": 1}}
+    assert sorted(r.reason for r in data.rejects) == ["unknown_doc", "unknown_query"]
+    assert any("missing-doc" in r.detail for r in data.rejects)
+
+
+def test_malformed_qrels_line(tmp_path):
+    root = make(tmp_path, qrels=["q0\td0\t1", "q1\td2"])
+    with pytest.raises(beir.DatasetError, match=r"test\.tsv line 2: expected 3 tab-separated fields"):
+        beir.load(root, "test")
+    root = make(tmp_path / "b", qrels=["q0\td0\t1", "q1\td2\tyes"])
+    with pytest.raises(beir.DatasetError, match=r"line 2: invalid literal"):
+        beir.load(root, "test")
+
+
+def test_empty_corpus_and_missing_split_and_folder(tmp_path):
+    with pytest.raises(beir.DatasetError, match="the corpus is empty"):
+        beir.load(make(tmp_path, corpus=[""]), "test")
+    root = make(tmp_path / "b")
+    with pytest.raises(beir.DatasetError, match=r"split 'dev' not found.*available splits: \['test'\]"):
+        beir.load(root, "dev")
+    with pytest.raises(beir.DatasetError, match="dataset folder not found"):
+        beir.load(str(tmp_path / "nowhere"), "test")
+    os.remove(os.path.join(root, "queries.jsonl"))
+    with pytest.raises(beir.DatasetError, match=r"queries\.jsonl not found"):
+        beir.load(root, "test")
+
+
+def test_reads_from_s3(s3_bucket, demo_data):
+    from conftest import upload_dir
+
+    upload_dir(demo_data, s3_bucket + "/scifact-mini")
+    remote = beir.load(s3_bucket + "/scifact-mini", "test")
+    local = beir.load(demo_data, "test")
+    assert remote.corpus.fingerprint == local.corpus.fingerprint
+    assert remote.qrels == local.qrels and remote.queries == local.queries

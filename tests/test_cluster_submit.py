@@ -1,0 +1,72 @@
+"""`ray job submit --working-dir . -- python -m eval ...` against a real Ray head on loopback."""
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import REPO, _free_port
+
+RAY = os.path.join(os.path.dirname(sys.executable), "ray")
+
+
+@pytest.fixture()
+def ray_head():
+    if not os.path.exists(RAY):
+        pytest.skip("the ray CLI is not installed beside this Python")
+    port, dashboard = _free_port(), _free_port()
+    temp = tempfile.mkdtemp(prefix="o1e-ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    # Ray's token authentication, as a real cluster would run it: the head and the submitter share a token.
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token",
+               RAY_AUTH_TOKEN=secrets.token_hex(16))
+    head = subprocess.Popen(
+        [RAY, "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
+         "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+         "--temp-dir", temp, "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{address}/api/version", timeout=2)
+                break
+            except urllib.error.HTTPError:  # answering, if only to ask for Ray's auth token: it is up
+                break
+            except OSError:
+                if time.time() > deadline or head.poll() is not None:
+                    pytest.fail("the Ray head did not come up within 120 s")
+                time.sleep(1)
+        yield address, env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_job_submit_runs_the_eval_stage(ray_head, demo_data, tmp_path):
+    address, env = ray_head
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [RAY, "job", "submit", "--address", address, "--working-dir", REPO,
+         "--runtime-env", os.path.join(REPO, "clusters", "runtime_env.yaml"), "--",
+         "python", "-m", "eval", "-d", demo_data, "-r", "bm25", "-k", "100", "-o", str(out)],
+        env=env, capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "succeeded" in proc.stdout
+    metrics = json.load(open(out / "metrics.json"))
+    assert metrics["num_queries"] == 100 and metrics["ndcg@10"] > 0.8

@@ -1,0 +1,80 @@
+import math
+
+import numpy as np
+import pytest
+
+from eval.metrics import evaluate, trec_order
+from eval.search import assign_batches, merge_shards, plan_batches, search_shard
+from o1e.bm25 import PAPER_TOKENIZER, BM25Config, BM25Index, Tokenizer, TokenizerConfig
+
+
+def test_metrics_against_hand_computed_values():
+    qrels = {"q1": {"a": 1, "b": 1, "z": 0}, "q2": {"c": 2}, "q3": {"d": 1}}
+    ranking = {
+        "q1": [("x", 4.0), ("a", 3.0), ("y", 2.0), ("b", 1.0)],
+        "q2": [(f"n{i}", 20.0 - i) for i in range(10)] + [("c", 1.0)],
+        "q3": [],
+    }
+    means, per_query = evaluate(qrels, ranking)
+    ndcg_q1 = (1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3))
+    assert per_query["q1"]["ndcg@10"] == pytest.approx(ndcg_q1)
+    assert per_query["q1"]["mrr@10"] == pytest.approx(0.5)
+    assert per_query["q1"]["recall@100"] == 1.0 and per_query["q1"]["num_relevant"] == 2
+    assert per_query["q2"]["ndcg@10"] == 0.0 and per_query["q2"]["mrr@10"] == 0.0  # found at rank 11
+    assert per_query["q2"]["recall@100"] == 1.0
+    assert per_query["q3"] == {"ndcg@10": 0.0, "mrr@10": 0.0, "recall@100": 0.0, "recall@1000": 0.0,
+                               "num_relevant": 1, "num_retrieved": 0}
+    assert means["num_queries"] == 3
+    assert means["ndcg@10"] == pytest.approx(ndcg_q1 / 3)
+    assert means["mrr@10"] == pytest.approx(0.5 / 3)
+    assert means["recall@100"] == pytest.approx(2 / 3)
+
+
+def test_trec_order_breaks_ties_by_document_id_descending():
+    assert trec_order([("a", 1.0), ("c", 2.0), ("b", 1.0)]) == [("c", 2.0), ("b", 1.0), ("a", 1.0)]
+
+
+def test_batch_plan_is_longest_first_and_independent_of_shards():
+    lengths = [5, 9, 9, 1, 7, 3, 8]
+    plan = plan_batches(lengths, batch_size=3)
+    assert [list(b) for b in plan] == [[1, 2, 6], [4, 0, 5], [3]]
+    assert assign_batches(3, 2) == [[0, 2], [1]]
+    assert assign_batches(2, 3) == [[0], [1], []]
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 5])
+def test_sharded_search_equals_unsharded(shards):
+    rng = np.random.default_rng(0)
+    docs = rng.standard_normal((57, 8)).astype(np.float32)
+    queries = rng.standard_normal((6, 8)).astype(np.float32)
+    doc_ids = [f"d{i}" for i in range(57)]
+    query_ids = ["d3", "q1", "q2", "q3", "q4", "q5"]  # the first query shares an id with a document
+    full = merge_shards([search_shard(docs, queries, 11)], doc_ids, query_ids, k=10)
+    parts = []
+    for numbers in np.array_split(np.arange(57), shards):
+        scores, local = search_shard(docs[numbers], queries, 11)
+        parts.append((scores, numbers[local]))
+    assert merge_shards(parts, doc_ids, query_ids, k=10) == full
+    assert all(len(hits) == 10 for hits in full.values())
+    assert "d3" not in [d for d, _ in full["d3"]]  # BEIR's self-hit rule
+    exact = np.argsort(-(queries[1] @ docs.T))[:10]
+    assert [d for d, _ in full["q1"]] == [doc_ids[i] for i in exact]
+
+
+def test_tokenizers():
+    lucene = Tokenizer(TokenizerConfig())
+    assert lucene("The Running dogs, and CATS!") == ["run", "dog", "cat"]
+    assert Tokenizer(PAPER_TOKENIZER)("The Running dogs, and CATS!") == ["the", "running", "dogs,", "and", "cats!"]
+
+
+@pytest.mark.parametrize("backend", ["rank_bm25", "bm25s"])
+def test_bm25_top_k_matches_full_scoring(backend):
+    texts = ["cats purr softly", "dogs bark loudly at cats", "the stock market fell", "cats and dogs", "",
+             "dogs", "rain in spain", "planes fly high", "bonds yield more", "tea is hot"]
+    index = BM25Index(texts, BM25Config(backend=backend))
+    scores = index.scores("cats dogs")
+    assert scores[3] > scores[2] == 0.0 and scores[4] == 0.0
+    best, top = index.top_k("cats dogs", 3)
+    assert list(top) == sorted(scores, reverse=True)[:3]
+    assert best[0] == 3
+    assert index.scores("zebra").sum() == 0.0  # an unseen term scores nothing, without error

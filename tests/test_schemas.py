@@ -1,0 +1,37 @@
+import os
+import re
+
+import pyarrow as pa
+import pytest
+
+from o1e import schemas
+
+README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+
+
+def test_readme_documents_every_schema_exactly():
+    text = open(README).read()
+    block = re.search(r"<!-- schemas:begin -->\n(.*)\n<!-- schemas:end -->", text, re.S)
+    assert block, "README.md lost its schemas block"
+    assert block.group(1).strip() == schemas.markdown().strip(), "run: python -m o1e.schemas, paste into README"
+
+
+def test_conform_orders_and_casts_columns():
+    table = pa.table({"doc_id": ["d"], "query_id": ["q"], "score": [1], "rank": [1]})
+    out = schemas.EVAL_RUN.conform(table)
+    assert out.column_names == ["query_id", "doc_id", "rank", "score"]
+    assert out.schema.field("score").type == pa.float32()
+    assert out.schema.metadata[b"o1e.schema"] == b"eval_run"
+
+
+def test_conform_rejects_nulls_and_extra_columns():
+    with pytest.raises(ValueError, match="'query_id' has 1 null"):
+        schemas.EVAL_RUN.conform(pa.table({"query_id": [None], "doc_id": ["d"], "rank": [1], "score": [1.0]}))
+    with pytest.raises(ValueError, match=r"unexpected column\(s\) \['x'\]"):
+        schemas.EVAL_RUN.conform(pa.table({"query_id": ["q"], "doc_id": ["d"], "rank": [1], "score": [1.0],
+                                           "x": [1]}))
+
+
+def test_unknown_schema_name():
+    with pytest.raises(KeyError, match="unknown dataset schema"):
+        schemas.get("nope")
