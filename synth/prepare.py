@@ -171,7 +171,8 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         "source": src.path, "format": kind, "split": src.split, "rows": len(source.rows),
         "passed_through": len(source.rows) - len(to_mine), "mined": len(to_mine) if cfg.mining.method != "none" else 0,
         "mining": cfg.mining.method, "negatives_per_row": cfg.mining.count, "depth": cfg.mining.depth,
-        "corpus": len(source.corpus_ids), "rejects": len(source.rejects), "elapsed_s": round(time.perf_counter() - started, 3),
+        "corpus": len(source.corpus_ids), "rejects": len(source.rejects),
+        "elapsed_s": round(time.perf_counter() - started, 3),
     }
     writer.finalize(extra={"summary": summary})
     rejects = pa.Table.from_pylist(source.rejects) if source.rejects else storage.schemas.REJECTS.empty()
