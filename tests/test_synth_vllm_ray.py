@@ -6,6 +6,9 @@ One engine serves the whole module (starting one takes 20-70 s on 2 cores)."""
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 
 import pytest
 
@@ -134,3 +137,30 @@ def test_rerun_of_finished_run_does_nothing(engine, rows_url, workdir):
     summary = run_synth(cfg, show=False, engine=engine)
     assert summary["shards_resumed"] == summary["shards_total"] == 4
     assert summary["rows_processed"] == 0 and summary["candidates_total"] == 36
+
+
+def test_replica_killed_mid_run_is_restarted_and_output_equals_clean_run(engine, rows_url, workdir):
+    """The replica's process is SIGKILLed while shards are in flight: Ray restarts it (reloading the
+    model) and retries its shards; the output is exactly the clean run's, thoughts included."""
+    out = str(workdir / "killed-replica")
+    cfg = config(rows_url, engine.cfg.model, out, "shard_size=1")
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(run_synth(cfg, show=False, engine=engine)))
+    runner.start()
+    markers = os.path.join(out, "candidates", "_shards")
+    deadline = time.time() + 120
+    while not (os.path.isdir(markers) and os.listdir(markers)):
+        assert time.time() < deadline and runner.is_alive()
+        time.sleep(0.01)
+    os.kill(engine.info["pids"][0], signal.SIGKILL)
+    runner.join(timeout=400)
+    assert not runner.is_alive() and result["shards_total"] == 16
+    assert len([n for n in os.listdir(markers) if n.endswith(".json")]) == 16
+
+    def rows(output):
+        table = storage.read_table(storage.join(output, "candidates")).to_pylist()
+        return [(r["query_id"], r["candidate_index"], r["prompt_fingerprint"], r["thought"]) for r in table]
+
+    killed, clean = rows(out), rows(str(workdir / "run-a"))
+    assert len(killed) == len(set(killed)) == 36
+    assert sorted(killed) == sorted(clean)

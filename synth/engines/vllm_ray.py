@@ -70,7 +70,7 @@ class VllmRayEngine:
             self.close()
             raise EngineError(f"vLLM replicas for {model_dir} failed to start: {err}") from err
         self.info = {"replicas": len(self.actors), "model_dir": model_dir, **ready[0],
-                     "load_s": max(r["load_s"] for r in ready)}
+                     "load_s": max(r["load_s"] for r in ready), "pids": [r["pid"] for r in ready]}
 
     def stream(self, work: Iterable[ShardWork]) -> Iterator[tuple[str, list[GenerationResult]]]:
         ray = self.ray

@@ -45,7 +45,9 @@ class VllmWorker:
         self.load_s = time.perf_counter() - started
 
     def ready(self) -> dict:
-        return {"load_s": self.load_s, "max_model_len": self.max_model_len,
+        import os
+
+        return {"load_s": self.load_s, "max_model_len": self.max_model_len, "pid": os.getpid(),
                 "temperature": self.temperature, "top_p": self.top_p}
 
     def render(self, prompt: P.Prompt, num_examples: int | None = None) -> tuple[list[int], list[dict]]:
