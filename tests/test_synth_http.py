@@ -105,6 +105,13 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_GET(self) -> None:  # model listing: forwarded untouched
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=60)
+        conn.request("GET", self.path)
+        upstream = conn.getresponse()
+        self._reply(upstream.status, upstream.read(), upstream.getheader("Content-Type", "application/json"))
+        conn.close()
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         proxy: FlakyProxy = self.server
@@ -207,3 +214,18 @@ def test_driver_killed_mid_run_then_rerun_equals_clean_run(server, rows_url, wor
     rejects = [r["row"] for r in storage.read_table(os.path.join(crashed, "rejects")).to_pylist()]
     assert len(rejects) == len(set(rejects))
     assert clean["shards_resumed"] == 0
+
+
+def test_output_on_s3_and_clear_endpoint_errors(server, rows_url, s3_bucket, workdir):
+    from synth.engines.base import EngineError
+
+    out = f"{s3_bucket}/synth"
+    summary = run_synth(config(rows_url, server, out), show=False)
+    cands = storage.read_table(f"{out}/candidates", schema_name="candidates")
+    assert cands.num_rows == summary["candidates_total"] == 13 * 3
+    assert storage.read_json(f"{out}/summary.json")["rejects_total"]["empty_query"] == 1
+    with pytest.raises(EngineError, match="serves \\['tiny'\\], not 'other'"):
+        run_synth(config(rows_url, server, str(workdir / "wrong-model"), "engine.model=other"), show=False)
+    with pytest.raises(EngineError, match="cannot reach the endpoint"):
+        run_synth(config(rows_url, f"http://127.0.0.1:{_free_port()}", str(workdir / "nobody"),
+                         "engine.max_retries=0", "engine.timeout_s=5"), show=False)

@@ -42,7 +42,18 @@ class OpenAIEngine:
                                timeout=self.cfg.timeout_s)
 
         self.client = self._run(make_client()).result()
-        self.info = {"base_url": self.cfg.base_url, "concurrency": self.cfg.concurrency}
+        async def served_models() -> list[str]:
+            return [m.id async for m in self.client.models.list()]
+
+        try:  # fail before any work when the endpoint is unreachable or does not serve the model
+            served = self._run(served_models()).result(timeout=self.cfg.timeout_s)
+        except Exception as err:  # noqa: BLE001
+            self.close()
+            raise EngineError(f"cannot reach the endpoint {self.cfg.base_url}: {err}") from err
+        if served and self.cfg.model not in served:
+            self.close()
+            raise EngineError(f"{self.cfg.base_url} serves {served}, not {self.cfg.model!r}")
+        self.info = {"base_url": self.cfg.base_url, "concurrency": self.cfg.concurrency, "served": served}
 
     def _run(self, coro) -> Future:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
