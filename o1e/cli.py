@@ -32,7 +32,16 @@ class Stage:
     flags: list[Flag]
 
 
-STAGES = {
+@dataclass
+class StageGroup:
+    """A stage with several steps, each its own subcommand (``o1e synth prepare``, ``o1e synth run``)."""
+
+    name: str
+    help: str
+    steps: dict[str, Stage]
+
+
+STAGES: dict[str, Stage | StageGroup] = {
     "eval": Stage(
         "eval", "evaluate a retriever on a BEIR-format dataset (nDCG@10, MRR@10, Recall@100/1000)",
         "eval.config:EvalConfig", "eval.driver:run_eval",
@@ -61,7 +70,45 @@ STAGES = {
             Flag(("-o", "--output"), "output", "output folder or s3:// prefix"),
         ],
     ),
+    "synth": StageGroup("synth", "synthesise candidate thoughts with an expert LLM", {
+        "prepare": Stage(
+            "prepare", "training rows (query, positives, hard negatives) from a BEIR train split or JSONL rows",
+            "synth.config:PrepareConfig", "synth.prepare:run_prepare",
+            [
+                Flag(("-d", "--dataset"), "dataset.path", "BEIR folder, JSONL rows file, or s3:// (default: bundled demo)"),
+                Flag(("-s", "--split"), "dataset.split", "qrels split (default: train)"),
+                Flag(("-m", "--mining"), "mining.method", "hard negatives by bm25, dense or none"),
+                Flag(("-k", "--negatives"), "mining.count", "hard negatives per row (default: 15)"),
+                Flag(("--depth",), "mining.depth", "mine from the top DEPTH passages (default: 100)"),
+                Flag(("-o", "--output"), "output", "output folder or s3:// prefix"),
+            ],
+        ),
+        "run": Stage(
+            "run", "write N candidate thoughts per training query (vLLM on Ray, or an OpenAI-compatible endpoint)",
+            "synth.config:SynthConfig", "synth.driver:run_synth",
+            [
+                Flag(("-i", "--input"), "input", "training_rows dataset (folder or s3://)"),
+                Flag(("-m", "--model"), "engine.model", "expert model directory (vllm) or served name (openai)"),
+                Flag(("-e", "--engine"), "engine.kind", "vllm or openai"),
+                Flag(("--base-url",), "engine.base_url", "OpenAI-compatible endpoint",
+                     implies={"engine.kind": "openai"}),
+                Flag(("-n", "--candidates"), "num_candidates", "thoughts per query (default: 3)"),
+                Flag(("-r", "--replicas"), "engine.replicas", "vLLM replicas (Ray actors)"),
+                Flag(("-o", "--output"), "output", "output folder or s3:// prefix"),
+            ],
+        ),
+    }),
 }
+
+
+def _add_stage_parser(sub, stage: Stage) -> None:
+    p = sub.add_parser(stage.name, help=stage.help, description=stage.help)
+    p.add_argument("-c", "--config", help="YAML config file (local or s3://)")
+    for flag in stage.flags:
+        p.add_argument(*flag.names, dest=flag.key, default=None, metavar=flag.key.split(".")[-1].upper(),
+                       help=f"{flag.help} [{flag.key}]")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override any config field")
 
 
 def _load(ref: str):
@@ -73,13 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="o1e", description="O1 Embedder: synthesise, vote, train, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True)
     for stage in STAGES.values():
-        p = sub.add_parser(stage.name, help=stage.help, description=stage.help)
-        p.add_argument("-c", "--config", help="YAML config file (local or s3://)")
-        for flag in stage.flags:
-            p.add_argument(*flag.names, dest=flag.key, default=None, metavar=flag.key.split(".")[-1].upper(),
-                           help=f"{flag.help} [{flag.key}]")
-        p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-        p.add_argument("overrides", nargs="*", metavar="key=value", help="override any config field")
+        if isinstance(stage, StageGroup):
+            group = sub.add_parser(stage.name, help=stage.help, description=stage.help)
+            steps = group.add_subparsers(dest="step", required=True)
+            for step in stage.steps.values():
+                _add_stage_parser(steps, step)
+        else:
+            _add_stage_parser(sub, stage)
     demo = sub.add_parser("demo", help="the main job on the embedded local default: bundled data, local Ray")
     demo.add_argument("-o", "--output", default="outputs/demo")
     return parser
@@ -103,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     # Errors a user can fix (config, data, paths) are one clear line, not a traceback.
     from o1e.beir import DatasetError
     from o1e.storage import StorageError
+    from synth.engines.base import EngineError
 
     try:
         if args.command == "demo":
@@ -111,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(args.output)
             return 0
         stage = STAGES[args.command]
+        if isinstance(stage, StageGroup):
+            stage = stage.steps[args.step]
         cfg = stage_config(stage, args)
         if args.print_config:
             print(cfg.to_yaml(), end="")
@@ -120,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"o1e {args.command}: {err}", file=sys.stderr)
         return 2
-    except (DatasetError, StorageError, FileNotFoundError) as err:
+    except (DatasetError, StorageError, FileNotFoundError, EngineError) as err:
         print(f"o1e {args.command}: error: {err}", file=sys.stderr)
         return 1
 

@@ -1,1 +1,1 @@
-"""synth: (not built yet; see the project's issues)."""
+"""synth: candidate thoughts from an expert LLM: `o1e synth prepare` (training rows) and `o1e synth run`."""

@@ -1,0 +1,170 @@
+"""``o1e synth run``: stream training rows shard by shard through an engine into a ``candidates`` dataset.
+
+Shards are consecutive ``shard_size``-row slices of the input (stable ids). Each finished shard is
+committed at once (its rejects first, then its candidates, whose marker means "done"), so a crash loses
+at most the shards in flight, and a rerun of the same config regenerates exactly those.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from o1e import storage
+from o1e.provenance import fingerprint
+from synth import report
+from synth.config import SynthConfig
+from synth.engines import GenerationResult, ShardWork, make_engine
+from synth.prompts import candidate_prompts, sampling_seed
+from synth.rows import count_shards, duplicate_first_rows, iter_shards, load_pool, row_problem
+
+
+@dataclass
+class RunStats:
+    rows_in: int = 0
+    rows_resumed: int = 0
+    rows_processed: int = 0
+    shards_total: int = 0
+    shards_resumed: int = 0
+    candidates_written: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    examples_dropped: int = 0
+    rejects_now: dict[str, int] = field(default_factory=dict)
+    engine_start_s: float = 0.0
+    generation_s: float = 0.0
+
+
+def run_fingerprint(cfg: SynthConfig, manifest: storage.Manifest) -> str:
+    """The config's fingerprint plus the input's identity: resuming onto changed input must not mix."""
+    return fingerprint({"config": cfg.fingerprint(), "input": [(f["path"], f["num_rows"]) for f in manifest.files]})
+
+
+def _reject(source: str, row: str, reason: str, detail: str) -> dict:
+    return {"stage": "synth", "source": source, "row": row, "reason": reason, "detail": detail}
+
+
+def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
+    """Run (or resume) synthesis; returns the summary (also written to ``<output>/summary.json``).
+
+    ``engine``: an already started engine to reuse (tests and benchmarks); by default one is made from
+    ``cfg.engine``, started, and closed at the end.
+    """
+    started = time.perf_counter()
+    manifest = storage.read_manifest(cfg.input)
+    if manifest.schema != "training_rows":
+        raise storage.StorageError(f"{cfg.input} holds a {manifest.schema!r} dataset, expected 'training_rows'")
+    run_fp = run_fingerprint(cfg, manifest)
+    lineage = {"config": cfg.model_dump(mode="json"), "config_fingerprint": run_fp,
+               "parents": [storage.dataset_ref(cfg.input)]}
+    candidates = storage.DatasetWriter(storage.join(cfg.output, "candidates"), "candidates",
+                                       overwrite=cfg.new_run, **lineage)
+    rejects = storage.DatasetWriter(storage.join(cfg.output, "rejects"), "rejects", overwrite=cfg.new_run, **lineage)
+
+    stats = RunStats(rows_in=manifest.num_rows, shards_total=count_shards(manifest.num_rows, cfg.shard_size))
+    done = set(candidates.committed())
+    stats.shards_resumed = len(done)
+    stats.rows_resumed = sum(min(cfg.shard_size, manifest.num_rows - int(s) * cfg.shard_size) for s in done)
+
+    owns_engine = engine is None
+    if not owns_engine and (engine.prompt != cfg.prompt or engine.sampling != cfg.sampling):
+        raise ValueError("the engine passed in was built for another prompt or sampling config")
+    if stats.shards_resumed < stats.shards_total:
+        pool = load_pool(cfg.input)
+        duplicates = duplicate_first_rows(cfg.input)
+        if owns_engine:
+            engine = make_engine(cfg, show=show)
+            t0 = time.perf_counter()
+            engine.start()
+            stats.engine_start_s = time.perf_counter() - t0
+        try:
+            _generate(cfg, engine, pool, duplicates, done, candidates, rejects, stats, show)
+        finally:
+            if owns_engine:
+                engine.close()
+    model = engine.model_name if engine is not None else (cfg.engine.served_name or cfg.engine.model
+                                                          if cfg.engine.kind == "vllm" else cfg.engine.model)
+    summary = report.build_summary(cfg, stats, model, run_fp, time.perf_counter() - started)
+    candidates.finalize(extra={"summary": summary})
+    rejects.finalize(extra={"summary": summary})
+    summary = report.add_dataset_totals(summary, cfg.output)
+    storage.write_text(storage.join(cfg.output, "config.yaml"), cfg.to_yaml())
+    storage.write_json(storage.join(cfg.output, "summary.json"), summary)  # last: the run finished
+    if show:
+        report.print_summary(summary)
+    return summary
+
+
+def _generate(cfg: SynthConfig, engine, pool, duplicates: dict[str, int], done: set[str],
+              candidates: storage.DatasetWriter, rejects: storage.DatasetWriter, stats: RunStats,
+              show: bool) -> None:
+    row_rejects: dict[str, list[dict]] = {}
+    shard_rows: dict[str, int] = {}
+
+    def work():
+        for shard in iter_shards(cfg.input, cfg.shard_size, skip=done):
+            bad, prompts, seeds = [], [], []
+            columns = (shard.rows.column(n).to_pylist() for n in ("query_id", "query", "positives"))
+            for offset, (query_id, query, positives) in enumerate(zip(*columns)):
+                row_number = shard.first_row + offset
+                problem = row_problem(query, positives)
+                if problem is None and duplicates.get(query_id, row_number) != row_number:
+                    problem = ("duplicate_query",
+                               f"query id {query_id!r} already occurs at row {duplicates[query_id]}")
+                if problem is not None:
+                    bad.append(_reject(cfg.input, query_id, problem[0], f"row {row_number}: {problem[1]}"))
+                    continue
+                for prompt in candidate_prompts(cfg.prompt, pool, cfg.seed, query_id, query, cfg.num_candidates):
+                    prompts.append(prompt)
+                    seeds.append(sampling_seed(cfg.seed, query_id, prompt.candidate_index)
+                                 if cfg.sampling.per_request_seed else None)
+            row_rejects[shard.shard_id] = bad
+            shard_rows[shard.shard_id] = shard.rows.num_rows
+            yield ShardWork(shard.shard_id, prompts, seeds)
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=stats.rows_in, initial=stats.rows_resumed, unit="row", desc="synth", disable=not show)
+    try:
+        for shard_id, results in engine.stream(work()):
+            table, failed = _shard_tables(cfg, engine.model_name, results, stats)
+            bad = row_rejects.pop(shard_id) + failed
+            for r in bad:
+                stats.rejects_now[r["reason"]] = stats.rejects_now.get(r["reason"], 0) + 1
+            rejects.commit_shard(shard_id, pa.Table.from_pylist(bad) if bad else storage.schemas.REJECTS.empty())
+            candidates.commit_shard(shard_id, table)
+            rows_done = shard_rows.pop(shard_id)
+            stats.rows_processed += rows_done
+            stats.generation_s = time.perf_counter() - t0
+            bar.update(rows_done)
+            bar.set_postfix_str(f"{stats.completion_tokens / max(stats.generation_s, 1e-9):,.0f} tok/s, "
+                                f"{sum(stats.rejects_now.values())} rejects", refresh=False)
+    finally:
+        bar.close()
+
+
+def _shard_tables(cfg: SynthConfig, model: str, results: list[GenerationResult], stats: RunStats
+                  ) -> tuple[pa.Table, list[dict]]:
+    rows, failed, too_long = [], [], set()
+    for r in results:
+        query_id, _, index = r.key.rpartition("/")
+        if r.error is not None:
+            if r.error == "query_too_long":
+                if query_id not in too_long:  # one reject per query, not per candidate
+                    too_long.add(query_id)
+                    failed.append(_reject(cfg.input, query_id, r.error, r.detail))
+            else:
+                failed.append(_reject(cfg.input, r.key, r.error, r.detail))
+            continue
+        stats.prompt_tokens += r.prompt_tokens
+        stats.completion_tokens += r.completion_tokens
+        stats.examples_dropped += r.examples_dropped
+        rows.append({"query_id": query_id, "candidate_index": int(index), "thought": r.text,
+                     "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens,
+                     "completion_tokens": r.completion_tokens, "model": model,
+                     "prompt_fingerprint": r.prompt_fingerprint})
+    stats.candidates_written += len(rows)
+    table = pa.Table.from_pylist(rows) if rows else storage.schemas.CANDIDATES.empty()
+    return table, failed

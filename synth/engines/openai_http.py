@@ -1,0 +1,118 @@
+"""An OpenAI-compatible chat endpoint (``vllm serve``, or any hosted API) as a generation engine.
+
+Requests run on one asyncio loop in a background thread, at most ``concurrency`` at a time across all
+shards in flight. The ``openai`` client retries connection errors, timeouts, 408/409/429 and 5xx answers
+with exponential back-off; a request that still fails becomes a reject, and the shard goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Iterable, Iterator
+
+from synth import prompts as P
+from synth.config import OpenAIEngineConfig, PromptConfig, SamplingConfig
+from synth.engines.base import EngineError, GenerationResult, ShardWork, classify_error
+
+
+class OpenAIEngine:
+    def __init__(self, engine: OpenAIEngineConfig, prompt: PromptConfig, sampling: SamplingConfig) -> None:
+        if not engine.model:
+            raise EngineError("engine.model is empty: name the model the endpoint serves")
+        self.cfg, self.prompt, self.sampling = engine, prompt, sampling
+        self.model_name = engine.model
+        self.info: dict = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        from openai import AsyncOpenAI
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="o1e-openai", daemon=True)
+        self._thread.start()
+        api_key = os.environ.get(self.cfg.api_key_env) or "EMPTY"
+
+        async def make_client():
+            self._semaphore = asyncio.Semaphore(self.cfg.concurrency)
+            return AsyncOpenAI(base_url=self.cfg.base_url, api_key=api_key, max_retries=self.cfg.max_retries,
+                               timeout=self.cfg.timeout_s)
+
+        self.client = self._run(make_client()).result()
+        async def served_models() -> list[str]:
+            return [m.id async for m in self.client.models.list()]
+
+        try:  # fail before any work when the endpoint is unreachable or does not serve the model
+            served = self._run(served_models()).result(timeout=self.cfg.timeout_s)
+        except Exception as err:  # noqa: BLE001
+            self.close()
+            raise EngineError(f"cannot reach the endpoint {self.cfg.base_url}: {err}") from err
+        if served and self.cfg.model not in served:
+            self.close()
+            raise EngineError(f"{self.cfg.base_url} serves {served}, not {self.cfg.model!r}")
+        self.info = {"base_url": self.cfg.base_url, "concurrency": self.cfg.concurrency, "served": served}
+
+    def _run(self, coro) -> Future:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _one(self, prompt: P.Prompt, seed: int | None) -> GenerationResult:
+        chat = P.messages(self.prompt, prompt)
+        result = GenerationResult(key=prompt.key, prompt_fingerprint=P.prompt_fingerprint(chat))
+        extra = {}
+        if self.sampling.temperature is not None:
+            extra["temperature"] = self.sampling.temperature
+        if self.sampling.top_p is not None:
+            extra["top_p"] = self.sampling.top_p
+        if seed is not None:
+            extra["seed"] = seed
+        async with self._semaphore:
+            try:
+                response = await self.client.chat.completions.create(
+                    model=self.cfg.model, messages=chat, max_tokens=self.sampling.max_tokens, **extra)
+            except Exception as err:  # noqa: BLE001 - after the client's retries, the request is a reject
+                message = getattr(err, "message", None) or str(err)
+                result.error = classify_error(message)
+                result.detail = f"{type(err).__name__}: {message}"[:2000]
+                return result
+        choice = response.choices[0]
+        result.text = choice.message.content or ""
+        result.finish_reason = choice.finish_reason or "stop"
+        if response.usage is not None:
+            result.prompt_tokens = response.usage.prompt_tokens or 0
+            result.completion_tokens = response.usage.completion_tokens or 0
+        return result
+
+    async def _shard(self, work: ShardWork) -> tuple[str, list[GenerationResult]]:
+        results = await asyncio.gather(*(self._one(p, s) for p, s in zip(work.prompts, work.seeds)))
+        return work.shard_id, list(results)
+
+    def stream(self, work: Iterable[ShardWork]) -> Iterator[tuple[str, list[GenerationResult]]]:
+        source = iter(work)
+        pending: set[Future] = set()
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < self.cfg.shards_in_flight:
+                item = next(source, None)
+                if item is None:
+                    exhausted = True
+                else:
+                    pending.add(self._run(self._shard(item)))
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        try:
+            self._run(self.client.close()).result(timeout=10)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop = None

