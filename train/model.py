@@ -16,7 +16,6 @@ import torch.nn.functional as F
 
 from train import data as o1data
 from train.config import SequenceConfig
-from train.losses import generation_loss
 
 META_FILE = "o1e_model.json"
 
@@ -90,25 +89,27 @@ class O1Model(torch.nn.Module):
         query_only = F.normalize(hidden[torch.arange(hidden.shape[0]), first].float(), dim=-1)
         return [query_only, final]
 
-    def query_pass(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The single joint pass: generation loss and query embedding(s) from one forward.
-
-        Logits are computed only where a label is, not over the whole sequence and vocabulary.
-        """
-        hidden = self.hidden(batch["input_ids"], batch["attention_mask"])
-        labels = batch["labels"][:, 1:]
+    def generation_from_hidden(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Next-token loss on the labelled positions; logits only where a label is, not over the whole
+        sequence and vocabulary."""
+        labels = labels[:, 1:]
         keep = labels != o1data.IGNORE
+        if not keep.any():
+            return hidden.sum() * 0.0
         logits = self.lm.get_output_embeddings()(hidden[:, :-1][keep])
-        gen = F.cross_entropy(logits.float(), labels[keep]) if keep.any() else hidden.sum() * 0.0
-        return gen, self.embed_at(hidden, batch["input_ids"])
+        return F.cross_entropy(logits.float(), labels[keep])
+
+    def query_pass(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The single joint pass: generation loss and query embedding(s) from one forward."""
+        hidden = self.hidden(batch["input_ids"], batch["attention_mask"])
+        return self.generation_from_hidden(hidden, batch["labels"]), self.embed_at(hidden, batch["input_ids"])
 
     def two_pass_query(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The naive alternative the joint pass replaces: a generation pass, then a separate embedding pass."""
-        mask = batch["attention_mask"]
-        out = self.lm(input_ids=batch["input_ids"], attention_mask=mask, position_ids=position_ids(mask),
-                      use_cache=False)
-        gen = generation_loss(out.logits, batch["labels"])
-        return gen, self.embed_at(self.hidden(batch["input_ids"], mask), batch["input_ids"])
+        """The naive alternative the joint pass replaces: a generation pass, then a separate embedding pass
+        over the same query + thought (two sets of query-side activations held for backward)."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        gen = self.generation_from_hidden(self.hidden(ids, mask), batch["labels"])
+        return gen, self.embed_at(self.hidden(ids, mask), ids)
 
     def doc_pass(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.embed_at(self.hidden(batch["input_ids"], batch["attention_mask"]), batch["input_ids"])[-1]
