@@ -160,3 +160,24 @@ def test_wrong_config_fails_before_workers_start(tmp_path, base_model):
     with pytest.raises(ConfigError, match="DeepSpeed JSON"):
         run_train(load_config(TrainConfig, None, [f"data={data}", f"model={base_model}",
                                                   f"deepspeed.config={tmp_path / 'missing.json'}"]))
+
+
+def test_zero3_bf16_checkpoints_and_model_in_s3(ray_cluster, base_model, s3_bucket, tmp_path):
+    """ZeRO-3 under bf16, with the data, the Ray Train checkpoints and the merged model all in S3."""
+    data = f"{s3_bucket}/data"
+    storage.write_table(data, scifact_training_table(num_queries=8, negatives=3), "training")
+    out = f"{s3_bucket}/run"
+    cfg = load_config(TrainConfig, None, [f"data={data}", f"model={base_model}", f"output={out}",
+                                          "optim.epochs=2", "checkpoint_every=1", *COMMON,
+                                          "deepspeed.zero_stage=3", "deepspeed.precision=bf16"])
+    lineage = run_train(cfg)
+    assert lineage["final_metrics"]["step"] == 2
+    assert lineage["checkpoint"].startswith(f"{s3_bucket}/run/ray/o1e-train-")
+    assert any(name.startswith("checkpoint_") for name in storage.listdir(lineage["ray_run"]))
+    local = storage.download_dir(f"{out}/model", str(tmp_path / "model"))
+    trained = O1Model.from_pretrained(local)
+    trained.eval()
+    probe = storage.read_json(f"{out}/model/probe_embeddings.json")
+    got = trained.embed_documents(probe["probe"]["documents"])
+    # Trained in bf16, reloaded in fp32: equal to bf16 precision.
+    torch.testing.assert_close(got, torch.tensor(probe["documents"]), atol=3e-2, rtol=0)

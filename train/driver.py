@@ -79,6 +79,10 @@ def plan_steps(cfg: TrainConfig, num_rows: int) -> int:
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
+def _url(storage_url: str, fs_path: str) -> str:
+    return f"s3://{fs_path}" if storage.is_s3(storage_url) else fs_path
+
+
 def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     model_dir = check_config(cfg)
     num_rows = storage.read_manifest(cfg.data).num_rows
@@ -136,7 +140,7 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
         "config_fingerprint": cfg.fingerprint(),
         "config": cfg.model_dump(mode="json"),
         "code_version": code_version(),
-        "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        "checkpoint": _url(storage_url, result.checkpoint.path) if result.checkpoint else None,
         "ray_run": storage.join(storage_url, run_name),
         "final_metrics": result.metrics,
         "rows": {"total": num_rows, "usable": usable, "rejected": len(rejects)},

@@ -186,15 +186,16 @@ def export(engine, model: O1Model, cfg: TrainConfig, loop_config: dict[str, Any]
     module.eval()
     gathered = (deepspeed.zero.GatheredParameters(list(module.parameters()))
                 if cfg.deepspeed.zero_stage == 3 else nullcontext())
-    with gathered, torch.no_grad():
-        probe_out = {}
-        if probe.get("queries"):
+    with gathered:  # ZeRO-3: whole weights, taken before any forward re-partitions them
+        state_dict = {k: v.detach().float().cpu().clone() for k, v in module.lm.state_dict().items()} \
+            if rank == 0 else None
+    probe_out = {}
+    if probe.get("queries"):  # every rank runs it: under ZeRO-3 the forward itself is collective
+        with torch.no_grad():
             probe_out = {
                 "queries": module.embed_queries(probe["queries"], probe["thoughts"]).float().tolist(),
                 "documents": module.embed_documents(probe["documents"]).float().tolist(),
             }
-        state_dict = {k: v.detach().float().cpu().clone() for k, v in module.lm.state_dict().items()} \
-            if rank == 0 else None
     if rank != 0:
         return
     fresh = build_model(cfg.model_copy(update={"deepspeed": cfg.deepspeed.model_copy(
