@@ -229,3 +229,50 @@ def test_qwen2_backbone_works(tmp_path):
     m = O1Model.from_pretrained(make_random_lm(str(tmp_path / "qwen"), arch="qwen2", hidden=64, layers=1))
     m.eval()
     assert m.embed_documents(["x y z"]).shape == (1, 64)
+
+
+def test_two_emb_pass_gives_query_only_and_thought_embeddings(tiny_dir):
+    model = O1Model.from_pretrained(tiny_dir, seq=SequenceConfig(two_emb=True, thought_dropout=0.0))
+    model.eval()
+    rows = [{"query": f"q {i}", "thought": f"thought {i}", "positives": [f"p {i}"], "negatives": [f"n {i}"]}
+            for i in range(3)]
+    batch = o1data.collate(rows, model.tokenizer, model.seq, 2, random.Random(0))
+    gen, q = model.query_pass(batch.query)
+    assert len(q) == 2 and not torch.allclose(q[0], q[1])
+    # The query-only embedding cannot see the thought (causal attention): same with another thought.
+    other = o1data.encode_queries(model.tokenizer, ["q 0"], ["something else entirely"], model.seq)
+    _, q_other = model.query_pass(other)
+    torch.testing.assert_close(q_other[0][0], q[0][0], atol=1e-5, rtol=1e-5)
+    out = joint_loss(q, model.doc_pass(batch.docs), gen, 2, LossConfig(group_size=2))
+    out.loss.backward()
+
+
+def test_distillation_term_follows_teacher():
+    from train.losses import distillation
+
+    scores = torch.tensor([[5.0, 1.0, 0.0]])
+    agree = distillation(scores, torch.tensor([[5.0, 1.0, 0.0]]), 1.0)
+    disagree = distillation(scores, torch.tensor([[0.0, 1.0, 5.0]]), 1.0)
+    assert agree.abs() < 1e-6 and disagree > 1.0
+    q = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
+    d = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    cfg = LossConfig(group_size=3, distill_weight=0.5)
+    with_teacher = joint_loss([q], d, torch.tensor(1.0), 3, cfg, teacher=torch.randn(2, 3))
+    assert with_teacher.distill is not None
+    torch.testing.assert_close(with_teacher.loss,
+                               joint_loss([q], d, torch.tensor(1.0), 3, cfg).loss + 0.5 * with_teacher.distill)
+
+
+def test_cli_prints_and_rejects_train_configs(capsys):
+    import os
+
+    from o1e.cli import main
+    from train.config import CONFIG_DIR
+
+    assert main(["train", "-c", os.path.join(CONFIG_DIR, "paper_qwen2.5-7b.yaml"), "--print-config", "-z", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "zero_stage: 3" in printed and "temperature: 0.02" in printed and "group_size: 16" in printed
+    assert main(["train", "loss.group_size=0"]) == 2
+    assert "loss.group_size" in capsys.readouterr().err
+    assert main(["train", "-d", "/nonexistent/data", "-m", "/nonexistent/model"]) == 2
+    assert "data:" in capsys.readouterr().err
