@@ -116,20 +116,22 @@ def test_killed_worker_resumes_from_checkpoint(ray_cluster, base_model, tmp_path
                                           "optim.epochs=5", "checkpoint_every=3", "max_failures=1", *COMMON])
     killed: list[int] = []
 
-    def kill_after_first_checkpoint():
+    def kill_after_second_checkpoint():
         deadline = time.time() + 300
         while time.time() < deadline:
             runs = [d for d in storage.listdir(f"{out}/ray") if d.startswith("o1e-train-")]
             ckpts = [c for r in runs for c in storage.listdir(f"{out}/ray/{r}") if c.startswith("checkpoint_")]
-            if ckpts and os.path.exists(pid_file):
-                time.sleep(1.0)  # let the checkpoint finish registering, then die mid-step
+            # Kill once the second checkpoint is written: the first one is registered with the controller
+            # by then however loaded the machine is, so the run must resume from a checkpoint.
+            if len(ckpts) >= 2 and os.path.exists(pid_file):
+                time.sleep(0.5)
                 pid = int(open(pid_file).read())
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
                 return
             time.sleep(0.2)
 
-    watcher = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
+    watcher = threading.Thread(target=kill_after_second_checkpoint, daemon=True)
     watcher.start()
     lineage = run_train(cfg, pid_file=pid_file)
     watcher.join(timeout=5)
@@ -140,6 +142,7 @@ def test_killed_worker_resumes_from_checkpoint(ray_cluster, base_model, tmp_path
     assert final["resumed_from_step"] in (3, 6, 9)  # restarted from a checkpoint, not from scratch
     history = [json.loads(line) for line in storage.read_text(f"{out}/metrics.jsonl").splitlines()]
     assert [m["step"] for m in history] == list(range(1, 11))  # every step once: none redone, none skipped
+    assert history[-1]["resumed_from_step"] == final["resumed_from_step"]
     assert final["rows_seen"] == 5 * 8  # 5 epochs of this worker's 8 rows: no data skipped or repeated
     assert int(open(pid_file).read()) != killed[0]
 

@@ -80,6 +80,16 @@ def _all_agree(flag: bool) -> bool:
     return bool(value.item())
 
 
+def _gather_objects(obj: Any) -> list[Any]:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def train_loop(loop_config: dict[str, Any]) -> None:
     import deepspeed
     import ray.train
@@ -99,7 +109,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                                            config=deepspeed_config(cfg, world))
 
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "rows_seen": 0,
-                             "stats": {}, "history": [], "resumed_from_step": None}
+                             "history": [], "resumed_from_step": None}
+    stats: Counter = Counter()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as path:
@@ -107,22 +118,24 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             with open(os.path.join(path, STATE_FILE)) as f:
                 state = json.load(f)
         state["resumed_from_step"] = state["step"]
-    stats = Counter(state["stats"])
+        stats = Counter(state.pop("stats_by_rank")[rank])
     if rank == 0 and loop_config.get("pid_file"):  # lets an operator (or a test) find the worker to kill
         with open(loop_config["pid_file"], "w") as f:
             f.write(str(os.getpid()))
 
     def save_and_report(metrics: dict[str, Any]) -> None:
+        stats_by_rank = _gather_objects(dict(stats))
         with tempfile.TemporaryDirectory(prefix="o1e-ckpt-") as tmp:
             engine.save_checkpoint(tmp, tag=CKPT_TAG)
             if rank == 0:
                 with open(os.path.join(tmp, STATE_FILE), "w") as f:
-                    json.dump({**state, "stats": dict(stats)}, f)
+                    json.dump({**state, "stats_by_rank": stats_by_rank}, f)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
     shard = ray.train.get_dataset_shard("train")
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=rank != 0)
     done = state["step"] >= total_steps
+    last_saved = state["step"]
     while not done and state["epoch"] < cfg.optim.epochs:
         skip = state["batches_in_epoch"]
         for index, batch in enumerate(shard.iter_batches(batch_size=cfg.optim.batch_size_per_worker,
@@ -163,6 +176,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             done = state["step"] >= total_steps
             if done or state["step"] % cfg.checkpoint_every == 0:
                 save_and_report(metrics)
+                last_saved = state["step"]
             else:
                 ray.train.report(metrics)
             if done:
@@ -171,6 +185,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             state["epoch"] += 1
             state["batches_in_epoch"] = 0
     bar.close()
+    if state["history"] and last_saved != state["step"]:  # steps skipped for bad rows ended the data early
+        save_and_report(state["history"][-1])
     export(engine, model, cfg, loop_config, state, stats, rank)
 
 
@@ -196,8 +212,10 @@ def export(engine, model: O1Model, cfg: TrainConfig, loop_config: dict[str, Any]
                 "queries": module.embed_queries(probe["queries"], probe["thoughts"]).float().tolist(),
                 "documents": module.embed_documents(probe["documents"]).float().tolist(),
             }
+    every_rank = _gather_objects(dict(stats))
     if rank != 0:
         return
+    stats = sum((Counter(s) for s in every_rank), Counter())
     fresh = build_model(cfg.model_copy(update={"deepspeed": cfg.deepspeed.model_copy(
         update={"gradient_checkpointing": False})}), loop_config["model_dir"])
     missing, unexpected = fresh.lm.load_state_dict(state_dict, strict=False)
