@@ -165,14 +165,14 @@ def test_wrong_config_fails_before_workers_start(tmp_path, base_model):
                                                   f"deepspeed.config={tmp_path / 'missing.json'}"]))
 
 
-def test_zero3_bf16_checkpoints_and_model_in_s3(ray_cluster, base_model, s3_bucket, tmp_path):
-    """ZeRO-3 under bf16, with the data, the Ray Train checkpoints and the merged model all in S3."""
+def test_full_finetune_zero3_bf16_with_s3(ray_cluster, base_model, s3_bucket, tmp_path):
+    """Full fine-tuning under ZeRO-3 and bf16, with the data, the Ray Train checkpoints and the model in S3."""
     data = f"{s3_bucket}/data"
     storage.write_table(data, scifact_training_table(num_queries=8, negatives=3), "training")
     out = f"{s3_bucket}/run"
     cfg = load_config(TrainConfig, None, [f"data={data}", f"model={base_model}", f"output={out}",
                                           "optim.epochs=2", "checkpoint_every=1", *COMMON,
-                                          "deepspeed.zero_stage=3", "deepspeed.precision=bf16"])
+                                          "deepspeed.zero_stage=3", "deepspeed.precision=bf16", "lora.enabled=false"])
     lineage = run_train(cfg)
     assert lineage["final_metrics"]["step"] == 2
     assert lineage["checkpoint"].startswith(f"{s3_bucket}/run/ray/o1e-train-")
