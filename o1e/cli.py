@@ -98,6 +98,18 @@ STAGES: dict[str, Stage | StageGroup] = {
             ],
         ),
     }),
+    "train": Stage(
+        "train", "jointly fine-tune a causal LM to think (generate) and embed (Ray Train + DeepSpeed)",
+        "train.config:TrainConfig", "train.driver:run_train",
+        [
+            Flag(("-d", "--data"), "data", "the `training` dataset (folder or s3:// prefix)"),
+            Flag(("-m", "--model"), "model", "base causal LM folder (local or s3://)"),
+            Flag(("-w", "--workers"), "num_workers", "Ray Train workers (one per GPU)"),
+            Flag(("-z", "--zero"), "deepspeed.zero_stage", "DeepSpeed ZeRO stage: 1, 2 or 3"),
+            Flag(("-o", "--output"), "output", "output folder or s3:// prefix (model/, metrics.jsonl, rejects/)"),
+            Flag(("--storage",), "storage_path", "Ray Train checkpoint storage (local or s3://)"),
+        ],
+    ),
 }
 
 

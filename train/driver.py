@@ -1,0 +1,152 @@
+"""``o1e train``: check the inputs, stream the training dataset through Ray Data shards into a Ray Train
+``TorchTrainer`` whose workers run DeepSpeed, then record the merged model's lineage and a summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import pyarrow as pa
+
+from o1e import storage
+from o1e.config import ConfigError
+from o1e.provenance import code_version, directory_fingerprint
+from o1e.ray_utils import init_ray
+from train.config import TrainConfig
+from train.data import reject_reason
+from train.worker import deepspeed_config, train_loop
+
+LINEAGE_FILE = "lineage.json"
+
+
+def check_config(cfg: TrainConfig) -> str:
+    """Everything that can be checked before a worker starts; returns the local base-model folder."""
+    if not cfg.data:
+        raise ConfigError("data: the training dataset is required (data=PATH or -d PATH)")
+    if not cfg.model:
+        raise ConfigError("model: the base causal LM folder is required (model=PATH or -m PATH)")
+    try:
+        manifest = storage.read_manifest(cfg.data)
+    except storage.StorageError as err:
+        raise ConfigError(f"data: {err}") from None
+    if manifest.schema != "training":
+        raise ConfigError(f"data: {cfg.data} holds a {manifest.schema!r} dataset, not 'training'")
+    if manifest.num_rows < cfg.num_workers:
+        raise ConfigError(f"data: {manifest.num_rows} rows cannot feed {cfg.num_workers} workers")
+    path = cfg.deepspeed.config_path()
+    try:
+        with open(path) as f:
+            json.load(f)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"deepspeed.config: cannot read DeepSpeed JSON {path}: {err}") from None
+    deepspeed_config(cfg, cfg.num_workers)
+    if storage.is_s3(cfg.model):
+        from o1e.encoders import resolve_model_dir
+
+        model_dir = resolve_model_dir(cfg.model)
+    else:
+        model_dir = os.path.abspath(os.path.expanduser(cfg.model))
+    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        raise ConfigError(f"model: {cfg.model} is not a Hugging Face model folder (no config.json)")
+    return model_dir
+
+
+def scan_rejects(cfg: TrainConfig) -> tuple[int, list[dict[str, Any]], dict[str, list]]:
+    """Stream the dataset once: usable row count, rejected rows (with reasons) and a probe of usable rows."""
+    usable, rejects = 0, []
+    probe: dict[str, list] = {"queries": [], "thoughts": [], "documents": []}
+    for batch in storage.iter_batches(cfg.data, columns=["query_id", "query", "thought", "positives"]):
+        for row in batch.to_pylist():
+            reason = reject_reason(row)
+            if reason:
+                rejects.append({"stage": "train", "source": cfg.data, "row": row["query_id"], "reason": reason,
+                                "detail": "skipped: a training row needs a query and a non-empty positive"})
+                continue
+            usable += 1
+            if len(probe["queries"]) < cfg.probe_size:
+                probe["queries"].append(row["query"])
+                probe["thoughts"].append(row["thought"] or "")
+                probe["documents"].append(next(p for p in row["positives"] if p and p.strip()))
+    return usable, rejects, probe
+
+
+def plan_steps(cfg: TrainConfig, num_rows: int) -> int:
+    """Optimiser steps: Ray Data splits rows equally, so each worker sees ``num_rows // workers`` rows."""
+    per_worker = num_rows // cfg.num_workers
+    steps = cfg.optim.epochs * math.ceil(per_worker / cfg.optim.batch_size_per_worker)
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+def _url(storage_url: str, fs_path: str) -> str:
+    return f"s3://{fs_path}" if storage.is_s3(storage_url) else fs_path
+
+
+def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
+    model_dir = check_config(cfg)
+    num_rows = storage.read_manifest(cfg.data).num_rows
+    usable, rejects, probe = scan_rejects(cfg)
+    if rejects:
+        storage.write_table(storage.join(cfg.output, "rejects"), pa.Table.from_pylist(rejects), "rejects")
+    if usable == 0:
+        raise ConfigError(f"data: none of the {num_rows} rows of {cfg.data} is usable (see rejects)")
+    total_steps = plan_steps(cfg, num_rows)
+
+    ray = init_ray(cfg.ray)
+    import ray.data
+    from ray.data import ExecutionOptions
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    manifest = storage.read_manifest(cfg.data)
+    fs, _ = storage.resolve(cfg.data)
+    files = [storage.resolve(storage.join(cfg.data, f["path"]))[1] for f in manifest.files]
+    dataset = ray.data.read_parquet(files, filesystem=fs)
+
+    storage_url = cfg.storage_path or storage.join(cfg.output, "ray")
+    storage_fs, storage_path = storage.resolve(storage_url)
+    run_name = f"o1e-train-{cfg.fingerprint()}"
+    threads = max(1, int(cfg.ray.num_cpus_per_worker))
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={
+            "config": cfg.model_dump(mode="json"),
+            "model_dir": model_dir if not storage.is_s3(cfg.model) else cfg.model,
+            "total_steps": total_steps, "threads": threads, "probe": probe, "pid_file": pid_file,
+        },
+        torch_config=TorchConfig(backend="nccl" if cfg.ray.num_gpus_per_worker else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=cfg.num_workers, use_gpu=cfg.ray.num_gpus_per_worker > 0,
+            resources_per_worker={"CPU": cfg.ray.num_cpus_per_worker,
+                                  **({"GPU": cfg.ray.num_gpus_per_worker} if cfg.ray.num_gpus_per_worker else {})},
+        ),
+        datasets={"train": dataset},
+        # Ordered, equal shards: a resumed worker skips exactly the batches its checkpoint already trained on.
+        dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
+        run_config=RunConfig(
+            name=run_name, storage_path=storage_path, storage_filesystem=storage_fs,
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}},
+        ),
+    )
+    result = trainer.fit()
+
+    model_url = storage.join(cfg.output, "model")
+    lineage = {
+        "training_dataset": storage.dataset_ref(cfg.data),
+        "base_model": {"path": cfg.model, "fingerprint": directory_fingerprint(model_dir)},
+        "config_fingerprint": cfg.fingerprint(),
+        "config": cfg.model_dump(mode="json"),
+        "code_version": code_version(),
+        "checkpoint": _url(storage_url, result.checkpoint.path) if result.checkpoint else None,
+        "ray_run": storage.join(storage_url, run_name),
+        "final_metrics": result.metrics,
+        "rows": {"total": num_rows, "usable": usable, "rejected": len(rejects)},
+    }
+    storage.write_json(storage.join(model_url, LINEAGE_FILE), lineage)  # written last: the folder is complete
+    from train.report import show_summary
+
+    show_summary(cfg, lineage)
+    return lineage

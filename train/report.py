@@ -1,0 +1,26 @@
+"""The train stage's summary table (the files a program reads are lineage.json and metrics.jsonl)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from train.config import TrainConfig
+
+SHOWN = ("step", "loss", "contrastive_loss", "generation_loss", "contrastive_accuracy", "tokens_per_s",
+         "resumed_from_step")
+
+
+def show_summary(cfg: TrainConfig, lineage: dict[str, Any], console: Console | None = None) -> None:
+    table = Table(title=f"o1e train -> {cfg.output}/model", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    metrics = lineage.get("final_metrics") or {}
+    for key in SHOWN:
+        value = metrics.get(key)
+        table.add_row(key, "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value))
+    rows = lineage["rows"]
+    table.add_row("rows used / rejected", f"{rows['usable']} / {rows['rejected']}")
+    (console or Console()).print(table)

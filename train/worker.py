@@ -1,0 +1,238 @@
+"""What each Ray Train worker runs: DeepSpeed around the O1 model, the joint loss, checkpoints, export.
+
+Driven by ``train.driver``; everything the loop needs arrives in ``loop_config`` (plain data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+import time
+from collections import Counter
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from train.config import TrainConfig
+from train.data import collate
+from train.losses import joint_loss
+from train.model import O1Model
+
+CKPT_TAG = "ds"
+STATE_FILE = "o1e_train_state.json"
+
+
+def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
+    """The shipped (or user's) ZeRO JSON with batch size, clipping and precision filled in."""
+    with open(cfg.deepspeed.config_path()) as f:
+        ds = json.load(f)
+    ds["train_micro_batch_size_per_gpu"] = cfg.optim.batch_size_per_worker
+    ds["gradient_accumulation_steps"] = ds.get("gradient_accumulation_steps", 1)
+    ds["train_batch_size"] = cfg.optim.batch_size_per_worker * world_size * ds["gradient_accumulation_steps"]
+    ds["gradient_clipping"] = cfg.optim.max_grad_norm
+    ds["bf16"] = {"enabled": cfg.deepspeed.precision == "bf16"}
+    ds.setdefault("zero_optimization", {})["stage"] = cfg.deepspeed.zero_stage
+    return ds
+
+
+def build_model(cfg: TrainConfig, model_dir: str) -> O1Model:
+    model = O1Model.from_pretrained(model_dir, seq=cfg.sequence)
+    model.lm.config.use_cache = False
+    if cfg.deepspeed.gradient_checkpointing:
+        model.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora.enabled:
+        from peft import LoraConfig as PeftLoraConfig
+        from peft import get_peft_model
+
+        model.lm = get_peft_model(model.lm, PeftLoraConfig(
+            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules, modules_to_save=cfg.lora.modules_to_save or None,
+            task_type="CAUSAL_LM",
+        ))
+    return model
+
+
+def warmup_linear(total_steps: int, warmup_ratio: float):
+    warmup = int(total_steps * warmup_ratio)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+def _rows(batch) -> list[dict[str, Any]]:
+    return batch.to_pylist() if hasattr(batch, "to_pylist") else list(batch)
+
+
+def _all_agree(flag: bool) -> bool:
+    """True only when every worker says True (all must take the same steps: collectives would hang)."""
+    import torch.distributed as dist
+
+    value = torch.tensor([1 if flag else 0])
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+def _gather_objects(obj: Any) -> list[Any]:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def train_loop(loop_config: dict[str, Any]) -> None:
+    import deepspeed
+    import ray.train
+    from tqdm import tqdm
+
+    cfg = TrainConfig.model_validate(loop_config["config"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, int(loop_config.get("threads", 1))))
+    torch.manual_seed(cfg.optim.seed)
+    model = build_model(cfg, loop_config["model_dir"])
+    total_steps = loop_config["total_steps"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(total_steps, cfg.optim.warmup_ratio))
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                           config=deepspeed_config(cfg, world))
+
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "rows_seen": 0,
+                             "history": [], "resumed_from_step": None}
+    stats: Counter = Counter()
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as path:
+            engine.load_checkpoint(path, tag=CKPT_TAG)
+            with open(os.path.join(path, STATE_FILE)) as f:
+                state = json.load(f)
+        state["resumed_from_step"] = state["step"]
+        stats = Counter(state.pop("stats_by_rank")[rank])
+    if rank == 0 and loop_config.get("pid_file"):  # lets an operator (or a test) find the worker to kill
+        with open(loop_config["pid_file"], "w") as f:
+            f.write(str(os.getpid()))
+
+    def save_and_report(metrics: dict[str, Any]) -> None:
+        stats_by_rank = _gather_objects(dict(stats))
+        with tempfile.TemporaryDirectory(prefix="o1e-ckpt-") as tmp:
+            engine.save_checkpoint(tmp, tag=CKPT_TAG)
+            if rank == 0:
+                with open(os.path.join(tmp, STATE_FILE), "w") as f:
+                    json.dump({**state, "stats_by_rank": stats_by_rank}, f)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    shard = ray.train.get_dataset_shard("train")
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=rank != 0)
+    done = state["step"] >= total_steps
+    last_saved = state["step"]
+    while not done and state["epoch"] < cfg.optim.epochs:
+        skip = state["batches_in_epoch"]
+        for index, batch in enumerate(shard.iter_batches(batch_size=cfg.optim.batch_size_per_worker,
+                                                         batch_format="pyarrow")):
+            if index < skip:  # resumed mid-epoch: these rows already trained the checkpointed weights
+                continue
+            started = time.perf_counter()
+            # Each step's sampling depends only on (seed, step, rank): a resumed run draws the same groups.
+            rng = random.Random(hash((cfg.optim.seed, state["step"], rank)))
+            rows = _rows(batch)
+            tb = collate(rows, model.tokenizer, cfg.sequence, cfg.loss.group_size, rng)
+            state["batches_in_epoch"] += 1
+            state["rows_seen"] += len(rows)
+            if not _all_agree(tb is not None):
+                stats["steps_skipped_no_usable_rows"] += 1
+                continue
+            stats.update(tb.stats)
+            engine.train()
+            gen, q, d = engine(tb.query, tb.docs)
+            out = joint_loss(q, d, gen, tb.group_size, cfg.loss, tb.teacher)
+            engine.backward(out.loss)
+            engine.step()
+            state["step"] += 1
+            seconds = time.perf_counter() - started
+            tokens = int(tb.query["attention_mask"].sum() + tb.docs["attention_mask"].sum())
+            metrics = {
+                "step": state["step"], "epoch": state["epoch"], "loss": out.loss.item(),
+                "contrastive_loss": out.contrastive.item(), "generation_loss": out.generation.item(),
+                "contrastive_accuracy": out.accuracy.item(), "tokens_per_s": tokens * world / seconds,
+                "lr": scheduler.get_last_lr()[0], "rows_seen": state["rows_seen"],
+                "resumed_from_step": state["resumed_from_step"],
+            }
+            if out.distill is not None:
+                metrics["distill_loss"] = out.distill.item()
+            state["history"].append(metrics)
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['contrastive_accuracy']:.2f}")
+            done = state["step"] >= total_steps
+            if done or state["step"] % cfg.checkpoint_every == 0:
+                save_and_report(metrics)
+                last_saved = state["step"]
+            else:
+                ray.train.report(metrics)
+            if done:
+                break
+        if not done:
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+    bar.close()
+    if state["history"] and last_saved != state["step"]:  # steps skipped for bad rows ended the data early
+        save_and_report(state["history"][-1])
+    export(engine, model, cfg, loop_config, state, stats, rank)
+
+
+def export(engine, model: O1Model, cfg: TrainConfig, loop_config: dict[str, Any], state: dict[str, Any],
+           stats: Counter, rank: int) -> None:
+    """Probe embeddings from the trained in-memory model, then (rank 0) the merged HF folder + history."""
+    import deepspeed
+
+    from o1e import storage
+
+    probe = loop_config.get("probe") or {}
+    module: O1Model = engine.module
+    module.eval()
+    gathered = (deepspeed.zero.GatheredParameters(list(module.parameters()))
+                if cfg.deepspeed.zero_stage == 3 else nullcontext())
+    with gathered:  # ZeRO-3: whole weights, taken before any forward re-partitions them
+        state_dict = {k: v.detach().float().cpu().clone() for k, v in module.lm.state_dict().items()} \
+            if rank == 0 else None
+    probe_out = {}
+    if probe.get("queries"):  # every rank runs it: under ZeRO-3 the forward itself is collective
+        with torch.no_grad():
+            probe_out = {
+                "queries": module.embed_queries(probe["queries"], probe["thoughts"]).float().tolist(),
+                "documents": module.embed_documents(probe["documents"]).float().tolist(),
+            }
+    every_rank = _gather_objects(dict(stats))
+    if rank != 0:
+        return
+    stats = sum((Counter(s) for s in every_rank), Counter())
+    fresh = build_model(cfg.model_copy(update={"deepspeed": cfg.deepspeed.model_copy(
+        update={"gradient_checkpointing": False})}), loop_config["model_dir"])
+    missing, unexpected = fresh.lm.load_state_dict(state_dict, strict=False)
+    if unexpected or [k for k in missing if "lora_" in k]:
+        raise RuntimeError(f"trained weights do not fit the export model: missing {missing}, unexpected {unexpected}")
+    fresh.lm.config.use_cache = True
+    out_url = storage.join(cfg.output, "model")
+    with tempfile.TemporaryDirectory(prefix="o1e-export-") as tmp:
+        fresh.save_pretrained(tmp, extra={"base_model": loop_config["model_dir"]})
+        with open(os.path.join(tmp, "probe_embeddings.json"), "w") as f:
+            json.dump({"probe": probe, **probe_out}, f)
+        for root, _, files in os.walk(tmp):
+            for name in files:
+                path = os.path.join(root, name)
+                with open(path, "rb") as f:
+                    storage.write_bytes(storage.join(out_url, os.path.relpath(path, tmp)), f.read())
+    storage.write_text(storage.join(cfg.output, "metrics.jsonl"),
+                       "".join(json.dumps(m) + "\n" for m in state["history"]))
+    storage.write_json(storage.join(cfg.output, "data_stats.json"), dict(stats))
+
