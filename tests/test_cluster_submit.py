@@ -26,8 +26,11 @@ def ray_head():
     port, dashboard = _free_port(), _free_port()
     temp = tempfile.mkdtemp(prefix="o1e-ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
     # Ray's token authentication, as a real cluster would run it: the head and the submitter share a token.
+    # The job's `python` is looked up on PATH: put this interpreter's folder (the venv) first, as an activated
+    # environment on a cluster node would.
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token",
-               RAY_AUTH_TOKEN=secrets.token_hex(16))
+               RAY_AUTH_TOKEN=secrets.token_hex(16),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
          "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
