@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -116,6 +117,8 @@ def main() -> None:
                   f"{summary['generation_s']:.2f} s, {summary['shards_total']} shards)", flush=True)
     finally:
         engine.close()
+        del bare_llm
+        shutil.rmtree(work, ignore_errors=True)
     print(f"{len(requests)} requests ({args.queries} queries x 3 candidates), max_tokens {args.max_tokens}, "
           f"shard size {args.shard_size} queries; engine start: bare {bare_start:.1f} s, o1e {o1e_start:.1f} s")
     print(f"best: bare {max(bare):,.0f} tok/s, o1e synth run {max(ours):,.0f} tok/s")
