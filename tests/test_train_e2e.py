@@ -170,8 +170,9 @@ def test_full_finetune_zero3_bf16_with_s3(ray_cluster, base_model, s3_bucket, tm
     data = f"{s3_bucket}/data"
     storage.write_table(data, scifact_training_table(num_queries=8, negatives=3), "training")
     out = f"{s3_bucket}/run"
+    common = [o for o in COMMON if not o.startswith("ray.num_cpus_per_worker")]  # the default split
     cfg = load_config(TrainConfig, None, [f"data={data}", f"model={base_model}", f"output={out}",
-                                          "optim.epochs=2", "checkpoint_every=1", *COMMON,
+                                          "optim.epochs=2", "checkpoint_every=1", *common,
                                           "deepspeed.zero_stage=3", "deepspeed.precision=bf16", "lora.enabled=false"])
     lineage = run_train(cfg)
     assert lineage["final_metrics"]["step"] == 2

@@ -79,6 +79,19 @@ def plan_steps(cfg: TrainConfig, num_rows: int) -> int:
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
+def worker_resources(ray, cfg: TrainConfig) -> tuple[float, float]:
+    """CPUs and GPUs per training worker. Unset CPUs: the cluster's shared evenly, but one CPU is left to
+    the Ray Data tasks that feed the workers (on a small machine they would otherwise starve)."""
+    from o1e.ray_utils import cpus_per_worker, gpus_per_worker
+
+    gpus = gpus_per_worker(ray, cfg.ray)
+    if cfg.ray.num_cpus_per_worker is not None:
+        return cfg.ray.num_cpus_per_worker, gpus
+    total = float(ray.cluster_resources().get("CPU", 1))
+    spare = (total - 1) / cfg.num_workers
+    return max(0.5, min(cpus_per_worker(ray, cfg.ray, cfg.num_workers), spare)), gpus
+
+
 def _url(storage_url: str, fs_path: str) -> str:
     return f"s3://{fs_path}" if storage.is_s3(storage_url) else fs_path
 
@@ -107,7 +120,8 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     storage_url = cfg.storage_path or storage.join(cfg.output, "ray")
     storage_fs, storage_path = storage.resolve(storage_url)
     run_name = f"o1e-train-{cfg.fingerprint()}"
-    threads = max(1, int(cfg.ray.num_cpus_per_worker))
+    cpus, gpus = worker_resources(ray, cfg)
+    threads = max(1, int(cpus))
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={
@@ -115,11 +129,10 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
             "model_dir": model_dir if not storage.is_s3(cfg.model) else cfg.model,
             "total_steps": total_steps, "threads": threads, "probe": probe, "pid_file": pid_file,
         },
-        torch_config=TorchConfig(backend="nccl" if cfg.ray.num_gpus_per_worker else "gloo"),
+        torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
         scaling_config=ScalingConfig(
-            num_workers=cfg.num_workers, use_gpu=cfg.ray.num_gpus_per_worker > 0,
-            resources_per_worker={"CPU": cfg.ray.num_cpus_per_worker,
-                                  **({"GPU": cfg.ray.num_gpus_per_worker} if cfg.ray.num_gpus_per_worker else {})},
+            num_workers=cfg.num_workers, use_gpu=gpus > 0,
+            resources_per_worker={"CPU": cpus, **({"GPU": gpus} if gpus else {})},
         ),
         datasets={"train": dataset},
         # Ordered, equal shards: a resumed worker skips exactly the batches its checkpoint already trained on.
