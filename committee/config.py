@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import ClassVar, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from o1e.bm25 import PAPER_TOKENIZER, BM25Config, TokenizerConfig
-from o1e.config import Section, StageConfig
+from o1e.config import Section, StageConfig, kind_union
 from o1e.encoders import DenseEncoderConfig
 from o1e.provenance import fingerprint
 from o1e.ray_utils import RayConfig
@@ -54,14 +54,7 @@ class DenseMember(DenseEncoderConfig):
         return value
 
 
-def _member_kind(value) -> str:
-    return value.get("kind", "dense") if isinstance(value, dict) else value.kind
-
-
-Member = Annotated[
-    Union[Annotated[BM25Member, Tag("bm25")], Annotated[DenseMember, Tag("dense")]],
-    Discriminator(_member_kind),
-]
+Member = kind_union("dense", bm25=BM25Member, dense=DenseMember)
 
 
 class CommitteeConfig(StageConfig):

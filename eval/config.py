@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import ClassVar, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Field
 
 from o1e.bm25 import BM25Config
-from o1e.config import Section, StageConfig
+from o1e.config import Section, StageConfig, kind_union
 from o1e.encoders import DenseEncoderConfig
 from o1e.paths import DEFAULT_CACHE, DEMO_DATA
 from o1e.ray_utils import RayConfig
@@ -29,14 +29,7 @@ class DenseRetriever(DenseEncoderConfig):
     kind: Literal["dense"] = "dense"
 
 
-def _retriever_kind(value) -> str:
-    return value.get("kind", "bm25") if isinstance(value, dict) else value.kind
-
-
-Retriever = Annotated[
-    Union[Annotated[BM25Retriever, Tag("bm25")], Annotated[DenseRetriever, Tag("dense")]],
-    Discriminator(_retriever_kind),
-]
+Retriever = kind_union("bm25", bm25=BM25Retriever, dense=DenseRetriever)
 
 
 class EvalConfig(StageConfig):

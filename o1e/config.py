@@ -8,10 +8,10 @@ wrong types are rejected before any work starts, with the offending key named.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
 
 from o1e import storage
 from o1e.provenance import fingerprint
@@ -43,6 +43,17 @@ class StageConfig(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def kind_union(default: str, **variants: type[Section]) -> Any:
+    """A config field holding one of several sections told apart by their ``kind`` (``default`` when a
+    mapping leaves it out), so that ``retriever.batch_size=8`` alone still names a known variant."""
+
+    def kind_of(value: Any) -> str:
+        return value.get("kind", default) if isinstance(value, dict) else value.kind
+
+    tagged = tuple(Annotated[cls, Tag(kind)] for kind, cls in variants.items())
+    return Annotated[Union[tagged], Discriminator(kind_of)]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

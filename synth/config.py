@@ -7,12 +7,12 @@ temperature and top-p left to the engine's defaults.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Field
 
 from o1e.bm25 import BM25Config
-from o1e.config import Section, StageConfig
+from o1e.config import Section, StageConfig, kind_union
 from o1e.encoders import DenseEncoderConfig
 from o1e.paths import DEMO_DATA
 from o1e.provenance import fingerprint
@@ -146,14 +146,7 @@ class OpenAIEngineConfig(Section):
     shards_in_flight: int = Field(2, ge=1)
 
 
-def _engine_kind(value) -> str:
-    return value.get("kind", "vllm") if isinstance(value, dict) else value.kind
-
-
-Engine = Annotated[
-    Union[Annotated[VllmEngineConfig, Tag("vllm")], Annotated[OpenAIEngineConfig, Tag("openai")]],
-    Discriminator(_engine_kind),
-]
+Engine = kind_union("vllm", vllm=VllmEngineConfig, openai=OpenAIEngineConfig)
 
 # Engine fields that say where or how fast generation runs, not what it generates: a rerun may change them
 # (more replicas, another endpoint) and still resume the same run.
