@@ -153,7 +153,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from train.tiny import make_random_lm
+    from o1e.tiny import make_random_lm
 
     with tempfile.TemporaryDirectory() as tmp:
         if not args.model_dir:

@@ -9,9 +9,8 @@ method's quality. Real experts load through the same code from their own directo
 from __future__ import annotations
 
 import os
-import shutil
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+from o1e.tiny import make_random_lm
 
 # Role markers in plain words (the WordPiece vocabulary has no special chat tokens).
 CHAT_TEMPLATE = (
@@ -22,32 +21,16 @@ CHAT_TEMPLATE = (
 
 def make_tiny_chat_model(path: str, *, hidden: int = 128, layers: int = 2, heads: int = 4,
                          max_positions: int = 4096, seed: int = 0) -> str:
-    """Write a random Llama causal LM with tokenizer and chat template to ``path``; returns ``path``."""
+    """Write a random bf16 Llama causal LM with tokenizer and chat template to ``path``; returns ``path``."""
     import json
 
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, GenerationConfig
 
-    from o1e.encoders import resolve_model_dir
-
-    tokenizer_dir = resolve_model_dir("all-MiniLM-L6-v2")
-    os.makedirs(path, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        shutil.copy(os.path.join(tokenizer_dir, name), path)
+    make_random_lm(path, "llama", hidden=hidden, layers=layers, heads=heads, seed=seed,
+                   max_positions=max_positions, dtype="bfloat16")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.eos_token = tokenizer.sep_token
-    tokenizer.model_max_length = max_positions
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(path)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        num_key_value_heads=heads, intermediate_size=hidden * 2, max_position_embeddings=max_positions,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-        tie_word_embeddings=False, torch_dtype="bfloat16",
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(path)
     # No sampling defaults: the engine's own (temperature 1, top-p 1) apply, as with the paper's server.
     GenerationConfig(eos_token_id=tokenizer.eos_token_id).save_pretrained(path)
     # Saved tokenizers of this kind may not carry the chat template in tokenizer_config.json everywhere;

@@ -22,7 +22,8 @@ from o1e.config import ConfigError, load_config
 from train.config import TrainConfig
 from train.driver import run_train
 from train.model import O1Model
-from train.tiny import make_random_lm, scifact_training_table
+from o1e.tiny import make_random_lm
+from train.tiny import scifact_training_table
 
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/o1e/torch_extensions"))
 

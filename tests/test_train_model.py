@@ -16,7 +16,7 @@ from train import data as o1data
 from train.config import LossConfig, SequenceConfig
 from train.losses import generation_loss, info_nce, joint_loss
 from train.model import O1Model
-from train.tiny import make_random_lm
+from o1e.tiny import make_random_lm
 
 
 @pytest.fixture(scope="module")

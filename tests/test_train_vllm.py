@@ -14,7 +14,7 @@ import torch
 
 from train import data as o1data
 from train.model import O1Model
-from train.tiny import make_random_lm
+from o1e.tiny import make_random_lm
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
