@@ -7,6 +7,7 @@ scorer code, so their results are identical row for row.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Iterator
 
 import numpy as np
@@ -24,8 +25,13 @@ def _threads(member) -> int:
 
 
 def _join(shard: Shard, per_batch: dict[str, list[list[np.ndarray]]], num_members: int) -> ShardScores:
-    """Per member, the batches' group scores concatenated in the shard's group order."""
-    return [[vec for batch in shard.batches for vec in per_batch[batch.batch_id][m]] for m in range(num_members)]
+    """Per member, the batches' group scores put back in the shard's group order."""
+    joined: ShardScores = [[None] * len(shard.groups) for _ in range(num_members)]
+    for batch in shard.batches:
+        for m in range(num_members):
+            for position, vector in zip(batch.positions, per_batch[batch.batch_id][m], strict=True):
+                joined[m][position] = vector
+    return joined
 
 
 class LocalExecutor:
@@ -61,8 +67,12 @@ class MemberActor:
 
 class RayExecutor:
     """Every member as its own actor pool. The actors start (and load their models) as soon as the
-    executor is made, while the driver reads and plans; ``shards_in_flight`` shards are queued at once so
-    that each pool keeps working while the driver votes and commits a finished shard."""
+    executor is made, while the driver reads and plans. Batches go to whichever actor of a pool has room
+    (``calls_per_actor`` outstanding each, so an actor never waits on the driver), and
+    ``shards_in_flight`` shards are queued at once so every pool keeps working while the driver votes and
+    commits a finished shard."""
+
+    calls_per_actor = 2
 
     def __init__(self, cfg: CommitteeConfig) -> None:
         from o1e.ray_utils import init_ray
@@ -82,23 +92,31 @@ class RayExecutor:
 
     def run(self, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
         ray, pools = self.ray, self.pools
-        next_actor = [0] * len(pools)
         num_members = len(pools)
-        pending: dict = {}  # ref -> (shard index, batch id, member index)
+        queues = [deque() for _ in pools]  # per member: (shard index, batch id, batch ref) not yet sent
+        busy = [[0] * len(pool) for pool in pools]  # outstanding calls per actor
+        pending: dict = {}  # call ref -> (shard index, batch id, member index, actor index)
         received: dict[int, dict[str, list]] = {}
+        missing: dict[int, int] = {}  # shard index -> member results still to come
 
         def submit(shard_index: int) -> None:
             shard = shards[shard_index]
             received[shard_index] = {b.batch_id: [None] * num_members for b in shard.batches}
+            missing[shard_index] = len(shard.batches) * num_members
             for batch in shard.batches:
                 batch_ref = ray.put(batch)  # sent once, read by every member
-                for m, pool in enumerate(pools):
-                    actor = pool[next_actor[m] % len(pool)]
-                    next_actor[m] += 1
-                    pending[actor.score.remote(batch_ref)] = (shard_index, batch.batch_id, m)
+                for queue in queues:
+                    queue.append((shard_index, batch.batch_id, batch_ref))
 
-        def shard_done(shard_index: int) -> bool:
-            return all(all(r is not None for r in per) for per in received[shard_index].values())
+        def dispatch() -> None:
+            for m, pool in enumerate(pools):
+                while queues[m]:
+                    a = min(range(len(pool)), key=busy[m].__getitem__)
+                    if busy[m][a] >= self.calls_per_actor:
+                        break
+                    shard_index, batch_id, batch_ref = queues[m].popleft()
+                    busy[m][a] += 1
+                    pending[pool[a].score.remote(batch_ref)] = (shard_index, batch_id, m, a)
 
         total = sum(len(s.groups) for s in shards)
         sizes = {b.batch_id: len(b.thoughts) for s in shards for b in s.batches}
@@ -106,19 +124,25 @@ class RayExecutor:
         while submitted < min(self.cfg.shards_in_flight, len(shards)):
             submit(submitted)
             submitted += 1
+        dispatch()
         with tqdm(total=total, desc=f"committee ({num_members} member pools)", unit="query",
                   disable=not self.cfg.progress) as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
-                shard_index, batch_id, m = pending.pop(done[0])
+                shard_index, batch_id, m, a = pending.pop(done[0])
+                busy[m][a] -= 1
                 slots = received[shard_index][batch_id]
                 slots[m] = ray.get(done[0])
+                missing[shard_index] -= 1
                 if all(r is not None for r in slots):
                     bar.update(sizes[batch_id])
-                if shard_done(shard_index):
-                    if submitted < len(shards):
-                        submit(submitted)
-                        submitted += 1
+                finished = missing[shard_index] == 0
+                if finished and submitted < len(shards):
+                    submit(submitted)
+                    submitted += 1
+                dispatch()
+                if finished:
+                    del missing[shard_index]
                     shard = shards[shard_index]
                     yield shard, _join(shard, received.pop(shard_index), num_members)
 

@@ -42,9 +42,14 @@ def init_ray(config: RayConfig):
     # Without this Ray binds to the machine's external address; local clusters must stay on loopback.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     address = config.address or os.environ.get("RAY_ADDRESS") or "local"
-    env = {name: os.environ[name] for name in _FORWARDED_ENV if os.environ.get(name)}
-    kwargs = {"address": address, "runtime_env": {"env_vars": env} if env else None, "log_to_driver": True}
+    kwargs = {"address": address, "log_to_driver": True}
     if address == "local":
+        # A new local cluster's workers inherit this environment. A job-level runtime_env would also
+        # make Ray start a fresh worker for every actor instead of using the idle workers it started
+        # with the cluster (about a second each, before any import).
         kwargs.update(num_cpus=config.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+    else:
+        env = {name: os.environ[name] for name in _FORWARDED_ENV if os.environ.get(name)}
+        kwargs["runtime_env"] = {"env_vars": env} if env else None
     ray.init(**kwargs)
     return ray
