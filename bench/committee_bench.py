@@ -157,7 +157,8 @@ def main() -> None:
     table.add_row("bare encode + BM25", f"{bare_work:.1f}", f"{candidates / bare_work:.1f}",
                   "imports and model already loaded")
     table.add_row("o1e vote process", f"{o1e_wall:.1f}", f"{candidates / o1e_wall:.1f}",
-                  f"whole command; its own clock {diagnostics['elapsed_s']:.1f} s (after connecting)")
+                  f"whole command; its own clock {diagnostics['elapsed_s']:.1f} s (after connecting), of which "
+                  f"{diagnostics['members_ready_s']:.1f} s until every member had loaded its model")
     Console().print(table)
     print(f"strict ratio (o1e process / bare encode + BM25 only) = {bare_work / o1e_wall:.3f}")
     print(f"ratio={bare_wall / o1e_wall:.3f}")

@@ -83,7 +83,7 @@ def check_config(cfg: CommitteeConfig) -> None:
 
 
 def run_committee(cfg: CommitteeConfig, show: bool = True) -> CommitteeResult:
-    started = time.perf_counter()
+    started = time.time()
     check_config(cfg)
     executor = make_executor(cfg)  # members start loading while the inputs are read and planned
     try:
@@ -120,14 +120,16 @@ def _run(cfg: CommitteeConfig, executor, started: float, show: bool) -> Committe
         writers["training"].commit_shard(shard.shard_id, training_rows)
         ran.append(shard.shard_id)
 
-    elapsed = time.perf_counter() - started
+    elapsed = time.time() - started
+    members_ready_s = executor.members_ready_at() - started if todo else 0.0
     extra = {"vote": cfg.vote, "members": [m.name for m in cfg.members]}
     for writer in writers.values():
         writer.finalize(extra=extra)
     diagnostics = report.diagnostics(storage.read_table(urls["committee_scores"]),
                                      storage.read_table(urls["rejects"]))
     diagnostics.update({
-        "elapsed_s": elapsed, "executor": cfg.executor, "shards": len(shards), "shards_run": len(ran),
+        "elapsed_s": elapsed, "members_ready_s": members_ready_s, "executor": cfg.executor,
+        "shards": len(shards), "shards_run": len(ran),
         "shards_skipped": len(skipped), "candidates_scored": sum(s.num_candidates for s in todo),
         "config_fingerprint": run_fingerprint,
     })

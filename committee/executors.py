@@ -7,6 +7,7 @@ scorer code, so their results are identical row for row.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Iterator
 
@@ -40,6 +41,11 @@ class LocalExecutor:
     def __init__(self, cfg: CommitteeConfig) -> None:
         self.cfg = cfg
         self.members = [build_member(m, _threads(m)) for m in cfg.members]
+        self.ready_at = time.time()
+
+    def members_ready_at(self) -> float:
+        """Wall-clock time at which the last member had loaded its model."""
+        return self.ready_at
 
     def run(self, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
         total = sum(len(s.groups) for s in shards)
@@ -60,9 +66,13 @@ class MemberActor:
 
     def __init__(self, member_config, threads: int) -> None:
         self.member = build_member(member_config, threads)
+        self.ready_at = time.time()
 
     def score(self, batch: ScoringBatch) -> list[np.ndarray]:
         return self.member.score(batch)
+
+    def get_ready_at(self) -> float:
+        return self.ready_at
 
 
 class RayExecutor:
@@ -145,6 +155,10 @@ class RayExecutor:
                     del missing[shard_index]
                     shard = shards[shard_index]
                     yield shard, _join(shard, received.pop(shard_index), num_members)
+
+    def members_ready_at(self) -> float:
+        """Wall-clock time at which the last member actor had loaded its model."""
+        return max(self.ray.get([actor.get_ready_at.remote() for pool in self.pools for actor in pool]))
 
     def close(self) -> None:
         for pool in self.pools:

@@ -67,6 +67,8 @@ def test_ray_member_pools_equal_a_single_process_run(ray_cluster, inputs, minilm
     local = driver.run_committee(make_config(inputs, minilm, tmp_path / "local", executor="local"), show=False)
     parallel = driver.run_committee(make_config(inputs, minilm, tmp_path / "ray", replicas=2), show=False)
     assert local.diagnostics["shards"] == parallel.diagnostics["shards"] >= 4
+    for result in (local, parallel):  # start-up (members loaded) is part of the run's time
+        assert 0 <= result.diagnostics["members_ready_s"] <= result.diagnostics["elapsed_s"]
     a, b = read_outputs(tmp_path / "local"), read_outputs(tmp_path / "ray")
     assert len(a["training"]) == len(a["committee_scores"]) == QUERIES
     same_rows(a, b)
