@@ -26,13 +26,8 @@ def _threads(member) -> int:
 
 
 def _join(shard: Shard, per_batch: dict[str, list[list[np.ndarray]]], num_members: int) -> ShardScores:
-    """Per member, the batches' group scores put back in the shard's group order."""
-    joined: ShardScores = [[None] * len(shard.groups) for _ in range(num_members)]
-    for batch in shard.batches:
-        for m in range(num_members):
-            for position, vector in zip(batch.positions, per_batch[batch.batch_id][m], strict=True):
-                joined[m][position] = vector
-    return joined
+    """Per member, the batches' group scores concatenated in the shard's group order."""
+    return [[vec for batch in shard.batches for vec in per_batch[batch.batch_id][m]] for m in range(num_members)]
 
 
 class LocalExecutor:

@@ -9,7 +9,7 @@ of member is one subclass of ``Member`` plus its config class in ``committee/con
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,8 +27,6 @@ class ScoringBatch:
     """For each group, its gold document's position in ``golds``."""
     thoughts: list[list[str]]
     """For each group, its candidate thoughts (at least one, none empty)."""
-    positions: list[int] = field(default_factory=list)
-    """For each group, its position in the shard (batches need not follow the shard's order)."""
 
     @property
     def num_candidates(self) -> int:

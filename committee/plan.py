@@ -104,46 +104,38 @@ def gold_units(groups: list[Group]) -> list[list[Group]]:
     return list(units.values())
 
 
-def _pack(units: list, size: int, size_of=len) -> list[list]:
+def _pack(units: list[list[Group]], size: int) -> list[list[list[Group]]]:
     """Consecutive runs of units holding up to ``size`` groups (a unit larger than that stays whole)."""
-    packs: list[list] = []
-    current: list = []
+    packs: list[list[list[Group]]] = []
+    current: list[list[Group]] = []
     count = 0
     for unit in units:
-        if current and count + size_of(unit) > size:
+        if current and count + len(unit) > size:
             packs.append(current)
             current, count = [], 0
         current.append(unit)
-        count += size_of(unit)
+        count += len(unit)
     if current:
         packs.append(current)
     return packs
 
 
-def make_batch(batch_id: str, units: list[tuple[int, list[Group]]]) -> ScoringBatch:
-    """A batch of ``(position in the shard of the unit's first group, unit)``."""
-    golds, gold_of_group, thoughts, positions = [], [], [], []
-    for first, unit in units:
+def make_batch(batch_id: str, units: list[list[Group]]) -> ScoringBatch:
+    golds, gold_of_group, thoughts = [], [], []
+    for unit in units:
         golds.append(unit[0].gold)
-        for offset, group in enumerate(unit):
+        for group in unit:
             gold_of_group.append(len(golds) - 1)
             thoughts.append(group.thoughts)
-            positions.append(first + offset)
-    return ScoringBatch(batch_id=batch_id, golds=golds, gold_of_group=gold_of_group, thoughts=thoughts,
-                        positions=positions)
+    return ScoringBatch(batch_id=batch_id, golds=golds, gold_of_group=gold_of_group, thoughts=thoughts)
 
 
 def plan_shards(groups: list[Group], shard_size: int, batch_size: int) -> list[Shard]:
     shards = []
     for number, shard_units in enumerate(_pack(gold_units(groups), shard_size)):
         shard_id = f"{number:05d}"
-        placed, first = [], 0
-        for unit in shard_units:
-            placed.append((first, unit))
-            first += len(unit)
-        by_length = sorted(placed, key=lambda item: -len(item[1][0].gold))  # stable: ties keep shard order
-        packs = _pack(by_length, batch_size, size_of=lambda item: len(item[1]))
+        packs = _pack(shard_units, batch_size)
         batches = [make_batch(f"{shard_id}-{b:04d}", batch_units) for b, batch_units in enumerate(packs)]
-        shard_groups = [group for unit in shard_units for group in unit]
+        shard_groups = [group for batch_units in packs for unit in batch_units for group in unit]
         shards.append(Shard(shard_id=shard_id, groups=shard_groups, batches=batches))
     return shards

@@ -10,7 +10,6 @@ import pytest
 
 from committee.config import BM25Member, CommitteeConfig
 from committee.members import BM25Scorer, ScoringBatch
-from committee.executors import _join
 from committee.plan import build_groups, plan_shards
 from committee.vote import softmax, vote
 from o1e.config import ConfigError, load_config
@@ -228,22 +227,6 @@ def test_plan_keeps_queries_sharing_a_gold_document_together():
     # the plan depends only on inputs and sizes
     again = plan_shards(build_groups(training, candidates)[0], shard_size=4, batch_size=2)
     assert [[g.query_id for g in s.groups] for s in again] == [[g.query_id for g in s.groups] for s in shards]
-
-
-def test_plan_cuts_batches_by_gold_length_and_join_restores_shard_order():
-    golds = ["short", "a much longer gold document", "mid length", "a much longer gold document", "tiny"]
-    training = _training([(f"q{i}", [g]) for i, g in enumerate(golds)])
-    candidates = _candidates([(f"q{i}", 0, f"t{i}") for i in range(len(golds))])
-    groups, _ = build_groups(training, candidates)
-    (shard,) = plan_shards(groups, shard_size=10, batch_size=2)
-    # shard order: units by first appearance; batches: longest gold first
-    assert [g.query_id for g in shard.groups] == ["q0", "q1", "q3", "q2", "q4"]
-    assert [b.golds for b in shard.batches] == [["a much longer gold document"], ["mid length", "short"], ["tiny"]]
-    assert [b.positions for b in shard.batches] == [[1, 2], [3, 0], [4]]
-    # every member's per-batch scores land on their group's position in the shard
-    per_batch = {b.batch_id: [[np.array([float(p)]) for p in b.positions]] for b in shard.batches}
-    joined = _join(shard, per_batch, num_members=1)
-    assert [float(v[0]) for v in joined[0]] == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
 # --------------------------------------------------------------------------------------------------
