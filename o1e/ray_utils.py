@@ -46,7 +46,7 @@ def init_ray(config: RayConfig):
     if address == "local":
         # A new local cluster's workers inherit this environment. A job-level runtime_env would also
         # make Ray start a fresh worker for every actor instead of using the idle workers it started
-        # with the cluster (about a second each, before any import).
+        # with the cluster.
         kwargs.update(num_cpus=config.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
     else:
         env = {name: os.environ[name] for name in _FORWARDED_ENV if os.environ.get(name)}
