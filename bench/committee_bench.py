@@ -48,26 +48,27 @@ def bare_process(work: str, cpus: int, max_length: int) -> None:
     import pyarrow.parquet as pq
 
     training = pq.read_table(os.path.join(work, "training_rows"), columns=["query_id", "positives"])
-    candidates = pq.read_table(os.path.join(work, "candidates"), columns=["query_id", "candidate_index", "thought"])
-    gold = {q: p[0] for q, p in zip(training.column("query_id").to_pylist(), training.column("positives").to_pylist())}
+    candidates = pq.read_table(os.path.join(work, "candidates"),
+                               columns=["query_id", "candidate_index", "thought"])
+    gold = {q: p[0] for q, p in zip(training.column("query_id").to_pylist(),
+                                    training.column("positives").to_pylist())}
     thoughts_of: dict[str, list[tuple[int, str]]] = {}
     for q, i, t in zip(*(candidates.column(c).to_pylist() for c in ("query_id", "candidate_index", "thought"))):
         thoughts_of.setdefault(q, []).append((i, t))
     groups = [(gold[q], [t for _, t in sorted(c)]) for q, c in thoughts_of.items()]
     lap("read_s")
 
+    import sentence_transformers  # noqa: F401  (imported here so that its cost lands in import_s)
     import torch
-    from sentence_transformers import SentenceTransformer
 
     from committee.config import BM25Member, DenseMember
     from o1e.bm25 import BM25Index
-    from o1e.encoders import encode, resolve_model_dir
+    from o1e.encoders import encode, load_encoder, resolve_model_dir
 
     torch.set_num_threads(cpus)
     lap("import_s")
     dense = DenseMember(model="all-MiniLM-L6-v2", max_length=max_length)
-    model = SentenceTransformer(resolve_model_dir(dense.model), device="cpu", local_files_only=True)
-    model.max_seq_length = max_length
+    model = load_encoder(dense, resolve_model_dir(dense.model))
     lap("load_s")
     golds = list(dict.fromkeys(g for g, _ in groups))
     gold_vectors = dict(zip(golds, encode(model, golds, dense)))

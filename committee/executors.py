@@ -102,12 +102,10 @@ class RayExecutor:
         busy = [[0] * len(pool) for pool in pools]  # outstanding calls per actor
         pending: dict = {}  # call ref -> (shard index, batch id, member index, actor index)
         received: dict[int, dict[str, list]] = {}
-        missing: dict[int, int] = {}  # shard index -> member results still to come
 
         def submit(shard_index: int) -> None:
             shard = shards[shard_index]
             received[shard_index] = {b.batch_id: [None] * num_members for b in shard.batches}
-            missing[shard_index] = len(shard.batches) * num_members
             for batch in shard.batches:
                 batch_ref = ray.put(batch)  # sent once, read by every member
                 for queue in queues:
@@ -122,6 +120,9 @@ class RayExecutor:
                     shard_index, batch_id, batch_ref = queues[m].popleft()
                     busy[m][a] += 1
                     pending[pool[a].score.remote(batch_ref)] = (shard_index, batch_id, m, a)
+
+        def shard_done(shard_index: int) -> bool:
+            return all(all(r is not None for r in per) for per in received[shard_index].values())
 
         total = sum(len(s.groups) for s in shards)
         sizes = {b.batch_id: len(b.thoughts) for s in shards for b in s.batches}
@@ -138,16 +139,14 @@ class RayExecutor:
                 busy[m][a] -= 1
                 slots = received[shard_index][batch_id]
                 slots[m] = ray.get(done[0])
-                missing[shard_index] -= 1
                 if all(r is not None for r in slots):
                     bar.update(sizes[batch_id])
-                finished = missing[shard_index] == 0
+                finished = shard_done(shard_index)
                 if finished and submitted < len(shards):
                     submit(submitted)
                     submitted += 1
                 dispatch()
                 if finished:
-                    del missing[shard_index]
                     shard = shards[shard_index]
                     yield shard, _join(shard, received.pop(shard_index), num_members)
 

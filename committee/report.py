@@ -73,5 +73,6 @@ def print_diagnostics(cfg, diag: dict) -> None:
     table.add_row("all members agree", f"{diag['unanimous']:.1%}")
     table.add_row("mean margin", f"{diag['mean_margin']:.4f}")
     table.add_row("time", f"{diag['elapsed_s']:.1f} s ({diag['shards_run']} shards run, "
-                          f"{diag['shards_skipped']} resumed; members ready after {diag['members_ready_s']:.1f} s)")
+                          f"{diag['shards_skipped']} resumed; members ready after "
+                          f"{diag['members_ready_s']:.1f} s)")
     console.print(table)
