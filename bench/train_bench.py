@@ -40,10 +40,11 @@ def rss_bytes() -> int:
 def measure(args) -> dict:
     import torch
 
-    from train import data as o1data
-    from train.config import LossConfig, SequenceConfig
+    from o1e.o1model import O1Model
+    from o1e.sequences import SequenceConfig
+    from train import data as train_data
+    from train.config import LossConfig
     from train.losses import joint_loss
-    from train.model import O1Model
     from train.tiny import scifact_training_table
 
     torch.manual_seed(0)
@@ -55,7 +56,7 @@ def measure(args) -> dict:
     for r in rows:  # thoughts as long as the paper allows, so the query side is realistic
         r["thought"] = " ".join([r["thought"]] * 30)
     seq = SequenceConfig(thought_dropout=0.0)
-    batch = o1data.collate(rows, model.tokenizer, seq, args.group, random.Random(0))
+    batch = train_data.collate(rows, model.tokenizer, seq, args.group, random.Random(0))
     q_in = {k: v.to(device) for k, v in batch.query.items()}
     d_in = {k: v.to(device) for k, v in batch.docs.items()}
     loss_cfg = LossConfig(group_size=args.group)

@@ -19,10 +19,10 @@ import torch
 
 from o1e import storage
 from o1e.config import ConfigError, load_config
+from o1e.o1model import O1Model
+from o1e.tiny import make_random_lm
 from train.config import TrainConfig
 from train.driver import run_train
-from train.model import O1Model
-from o1e.tiny import make_random_lm
 from train.tiny import scifact_training_table
 
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/o1e/torch_extensions"))

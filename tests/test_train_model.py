@@ -1,4 +1,4 @@
-"""The O1 model core (train/data.py, train/model.py, train/losses.py) on a tiny random Llama/Qwen2.
+"""The O1 model core (o1e/sequences.py, o1e/o1model.py, train/data.py, train/losses.py) on a tiny random Llama/Qwen2.
 
 The models are randomly initialised (no pretrained LLM exists offline): these tests check sequences,
 masks, embeddings and losses, not what a trained model would write.
@@ -12,11 +12,13 @@ from collections import Counter
 import pytest
 import torch
 
-from train import data as o1data
-from train.config import LossConfig, SequenceConfig
-from train.losses import generation_loss, info_nce, joint_loss
-from train.model import O1Model
+from o1e import sequences as o1seq
+from o1e.o1model import O1Model
+from o1e.sequences import SequenceConfig
 from o1e.tiny import make_random_lm
+from train import data as train_data
+from train.config import LossConfig
+from train.losses import generation_loss, info_nce, joint_loss
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def tokens(model, ids) -> list[str]:
 
 def test_special_tokens_added_and_embeddings_resized(model):
     tok = model.tokenizer
-    for t in o1data.SPECIAL_TOKENS:
+    for t in o1seq.SPECIAL_TOKENS:
         assert t in tok.get_vocab()
     assert model.lm.get_input_embeddings().num_embeddings == len(tok) == 30522 + 4
     assert model.lm.get_output_embeddings().weight.shape[0] == len(tok)
@@ -45,7 +47,7 @@ def test_special_tokens_added_and_embeddings_resized(model):
 
 def test_query_sequence_layout_and_labels(model):
     seq = SequenceConfig()
-    batch = o1data.encode_queries(model.tokenizer, ["what is a cell ?", "short"], ["a cell is small", ""], seq)
+    batch = o1seq.encode_queries(model.tokenizer, ["what is a cell ?", "short"], ["a cell is small", ""], seq)
     row = batch["input_ids"][0].tolist()
     assert tokens(model, row) == ["<query>", "what", "is", "a", "cell", "?", "</query>", "<thought>",
                                   "a", "cell", "is", "small", "[SEP]", "<emb>"]
@@ -64,30 +66,30 @@ def test_lengths_are_cut_as_the_paper_says(model):
     stats = Counter()
     long_query = " ".join(["protein"] * 50)
     long_thought = " ".join(["cell"] * 400)
-    batch = o1data.encode_queries(model.tokenizer, [long_query], [long_thought], seq, stats)
+    batch = o1seq.encode_queries(model.tokenizer, [long_query], [long_thought], seq, stats)
     ids = batch["input_ids"][0].tolist()
     assert len(ids) == 256 and ids[-1] == model.ids.emb and ids[-2] == model.ids.eos
     q_end = ids.index(model.ids.query_close)
     assert q_end - 1 == 32  # <query> + 32 query tokens
     assert stats["thought_truncated"] == 1 and stats["query_truncated"] == 1
-    docs = o1data.encode_documents(model.tokenizer, [" ".join(["gene"] * 300), "tiny doc"], seq, stats)
+    docs = o1seq.encode_documents(model.tokenizer, [" ".join(["gene"] * 300), "tiny doc"], seq, stats)
     assert docs["input_ids"].shape[1] == 193 and docs["input_ids"][0, -1] == model.ids.emb
     assert docs["input_ids"][1, -1] == model.ids.emb and stats["doc_truncated"] == 1
 
 
 def test_two_emb_variant_layout(model):
     seq = SequenceConfig(two_emb=True)
-    batch = o1data.encode_queries(model.tokenizer, ["what is a cell"], ["small"], seq)
+    batch = o1seq.encode_queries(model.tokenizer, ["what is a cell"], ["small"], seq)
     assert tokens(model, batch["input_ids"][0].tolist()) == [
         "<query>", "what", "is", "a", "cell", "<emb>", "<thought>", "small", "[SEP]", "<emb>"]
 
 
 def test_group_sampling_repeats_short_negatives_and_keeps_positive_first():
     rng = random.Random(0)
-    group, order = o1data.sample_group(["pos"], ["n1", "n2"], 16, rng)
+    group, order = train_data.sample_group(["pos"], ["n1", "n2"], 16, rng)
     assert len(group) == 16 and group[0] == "pos" and set(group[1:]) == {"n1", "n2"}
     assert order[0] == 0 and all(i in (1, 2) for i in order[1:])
-    group, _ = o1data.sample_group(["p"], [f"n{i}" for i in range(30)], 16, rng)
+    group, _ = train_data.sample_group(["p"], [f"n{i}" for i in range(30)], 16, rng)
     assert len(set(group[1:])) == 15  # enough negatives: no repetition
 
 
@@ -98,17 +100,17 @@ def test_collate_skips_bad_rows_and_counts_them(model):
         {"query": "q3", "thought": "t3", "positives": [], "negatives": ["x"]},
         {"query": "  ", "thought": "t4", "positives": ["d"], "negatives": ["x"]},
     ]
-    batch = o1data.collate(rows, model.tokenizer, SequenceConfig(thought_dropout=0.0), 4, random.Random(0))
+    batch = train_data.collate(rows, model.tokenizer, SequenceConfig(thought_dropout=0.0), 4, random.Random(0))
     assert batch.num_queries == 2 and batch.docs["input_ids"].shape[0] == 8 and batch.group_size == 4
     assert batch.stats["skipped_no_positive"] == 1 and batch.stats["skipped_empty_query"] == 1
     assert batch.stats["empty_thought"] == 1 and batch.stats["negatives_borrowed"] == 1
-    assert o1data.collate(rows[2:], model.tokenizer, SequenceConfig(), 4, random.Random(0)) is None
+    assert train_data.collate(rows[2:], model.tokenizer, SequenceConfig(), 4, random.Random(0)) is None
 
 
 def test_teacher_scores_follow_the_sampled_group(model):
     rows = [{"query": "q", "thought": "t", "positives": ["p"], "negatives": ["a", "b"],
              "teacher_scores": [9.0, 1.0, 2.0]}]
-    batch = o1data.collate(rows, model.tokenizer, SequenceConfig(), 3, random.Random(1))
+    batch = train_data.collate(rows, model.tokenizer, SequenceConfig(), 3, random.Random(1))
     assert batch.teacher is not None and batch.teacher[0, 0] == 9.0
     assert sorted(batch.teacher[0, 1:].tolist()) in ([1.0, 2.0], [1.0, 1.0], [2.0, 2.0])
 
@@ -119,7 +121,7 @@ def test_thought_dropout_rate(model):
     stats = Counter()
     rng = random.Random(0)
     for i in range(0, 2000, 500):
-        stats.update(o1data.collate(rows[i:i + 500], model.tokenizer, SequenceConfig(), 2, rng).stats)
+        stats.update(train_data.collate(rows[i:i + 500], model.tokenizer, SequenceConfig(), 2, rng).stats)
     assert 0.08 < stats["thought_dropped"] / 2000 < 0.12
 
 
@@ -130,7 +132,7 @@ def test_embedding_is_normalised_last_emb_state_and_padding_invariant(model):
     alone = torch.cat([model.embed_documents([d]) for d in docs])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
     assert torch.allclose(together.norm(dim=-1), torch.ones(2))
-    enc = o1data.encode_documents(model.tokenizer, docs[:1], model.seq)
+    enc = o1seq.encode_documents(model.tokenizer, docs[:1], model.seq)
     with torch.no_grad():
         hidden = model.lm(**enc, output_hidden_states=True).hidden_states[-1]
     assert enc["input_ids"][0, -1] == model.ids.emb
@@ -151,7 +153,7 @@ def test_single_pass_equals_two_pass(model):
     model.eval()  # no dropout: the two computations must be compared on equal terms
     rows = [{"query": f"query number {i}", "thought": f"thought {i} about cells", "positives": [f"pos {i}"],
              "negatives": [f"neg {i} a", f"neg {i} b"]} for i in range(4)]
-    batch = o1data.collate(rows, model.tokenizer, SequenceConfig(thought_dropout=0.0), 3, random.Random(0))
+    batch = train_data.collate(rows, model.tokenizer, SequenceConfig(thought_dropout=0.0), 3, random.Random(0))
     cfg = LossConfig(group_size=3)
 
     def run(query_fn):
@@ -174,7 +176,7 @@ def test_single_pass_equals_two_pass(model):
 
 def test_generation_loss_matches_transformers(model):
     model.eval()
-    batch = o1data.encode_queries(model.tokenizer, ["q"], ["a thought"], model.seq)
+    batch = o1seq.encode_queries(model.tokenizer, ["q"], ["a thought"], model.seq)
     with torch.no_grad():
         ref = model.lm(input_ids=batch["input_ids"], labels=batch["labels"]).loss
         ours = generation_loss(model.lm(input_ids=batch["input_ids"]).logits, batch["labels"])
@@ -211,7 +213,7 @@ def test_save_and_reload_as_plain_hf_folder(model, tmp_path):
     # A plain transformers load: merged weights (no adapter files), tokenizer with the O1 tokens.
     assert not (tmp_path / "o1" / "adapter_config.json").exists()
     tok = AutoTokenizer.from_pretrained(tmp_path / "o1")
-    assert all(t in tok.get_vocab() for t in o1data.SPECIAL_TOKENS)
+    assert all(t in tok.get_vocab() for t in o1seq.SPECIAL_TOKENS)
     lm = AutoModelForCausalLM.from_pretrained(tmp_path / "o1")
     assert lm.get_input_embeddings().num_embeddings == len(tok)
     reloaded = O1Model.from_pretrained(str(tmp_path / "o1"))
@@ -236,11 +238,11 @@ def test_two_emb_pass_gives_query_only_and_thought_embeddings(tiny_dir):
     model.eval()
     rows = [{"query": f"q {i}", "thought": f"thought {i}", "positives": [f"p {i}"], "negatives": [f"n {i}"]}
             for i in range(3)]
-    batch = o1data.collate(rows, model.tokenizer, model.seq, 2, random.Random(0))
+    batch = train_data.collate(rows, model.tokenizer, model.seq, 2, random.Random(0))
     gen, q = model.query_pass(batch.query)
     assert len(q) == 2 and not torch.allclose(q[0], q[1])
     # The query-only embedding cannot see the thought (causal attention): same with another thought.
-    other = o1data.encode_queries(model.tokenizer, ["q 0"], ["something else entirely"], model.seq)
+    other = o1seq.encode_queries(model.tokenizer, ["q 0"], ["something else entirely"], model.seq)
     _, q_other = model.query_pass(other)
     torch.testing.assert_close(q_other[0][0], q[0][0], atol=1e-5, rtol=1e-5)
     out = joint_loss(q, model.doc_pass(batch.docs), gen, 2, LossConfig(group_size=2))

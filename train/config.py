@@ -9,23 +9,9 @@ from pydantic import Field, model_validator
 
 from o1e.config import Section, StageConfig
 from o1e.ray_utils import RayConfig
+from o1e.sequences import SequenceConfig
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-
-
-class SequenceConfig(Section):
-    """How query-side and document-side token sequences are built."""
-
-    query_max_tokens: int = Field(32, ge=1)
-    """The query is cut to this many tokens inside ``<query>…</query>``."""
-    max_length: int = Field(256, ge=8)
-    """Query-side sequence length cap (prompt + thought + eos + ``<emb>``); the thought is cut to fit."""
-    doc_max_tokens: int = Field(192, ge=1)
-    """The passage is cut to this many tokens before ``<emb>``."""
-    thought_dropout: float = Field(0.1, ge=0.0, le=1.0)
-    """Probability that a training thought is replaced by the empty string."""
-    two_emb: bool = False
-    """The paper figure's variant: ``<query> q <emb> <thought> t </s> <emb>``, adding a query-only embedding."""
 
 
 class LossConfig(Section):

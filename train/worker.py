@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
+from o1e.o1model import O1Model
 from train.config import TrainConfig
 from train.data import collate
 from train.losses import joint_loss
-from train.model import O1Model
 
 CKPT_TAG = "ds"
 STATE_FILE = "o1e_train_state.json"

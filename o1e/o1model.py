@@ -1,7 +1,7 @@
 """The O1 model: any Hugging Face causal LM that writes a thought and embeds query + thought at ``<emb>``.
 
-Shared by train (the joint single pass) and eval (``generate_thoughts``, ``embed_queries``,
-``embed_documents``). Saved as a plain Hugging Face folder (LoRA merged, tokenizer with the O1 tokens)
+Shared by train (the joint single pass, ``train/worker.py``) and eval (``-r o1``: ``generate_thoughts``,
+``embed_queries``, ``embed_documents``). Saved as a plain Hugging Face folder (LoRA merged, tokenizer with the O1 tokens)
 plus ``o1e_model.json`` (the sequence settings), so transformers and vLLM load it directly.
 """
 
@@ -14,8 +14,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from train import data as o1data
-from train.config import SequenceConfig
+from o1e import sequences as o1data
+from o1e.config import ConfigError
+from o1e.sequences import SequenceConfig
 
 META_FILE = "o1e_model.json"
 
@@ -23,6 +24,27 @@ META_FILE = "o1e_model.json"
 def position_ids(mask: torch.Tensor) -> torch.Tensor:
     """Positions counted from each sequence's first real token, so left padding changes nothing."""
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def read_sequence_config(path: str) -> SequenceConfig:
+    """The sequence settings a saved O1 model was trained with (the defaults for a folder without them)."""
+    meta = os.path.join(path, META_FILE)
+    if not os.path.isfile(meta):
+        return SequenceConfig()
+    with open(meta) as f:
+        return SequenceConfig(**json.load(f)["sequence"])
+
+
+def check_o1_tokens(path: str) -> None:
+    """Fail early when the folder's tokenizer lacks the O1 tokens (not a model saved by ``o1e train``)."""
+    from transformers import AutoTokenizer
+
+    vocab = AutoTokenizer.from_pretrained(path).get_vocab()
+    missing = [t for t in o1data.SPECIAL_TOKENS if t not in vocab]
+    if missing:
+        raise ConfigError(
+            f"{path} lacks the O1 tokens {missing}: it is not a model saved by `o1e train`. To evaluate an "
+            "untrained base model anyway, set retriever.add_special_tokens=true (its new tokens are random)")
 
 
 class O1Model(torch.nn.Module):
@@ -47,12 +69,20 @@ class O1Model(torch.nn.Module):
         from o1e.encoders import resolve_model_dir
 
         path = resolve_model_dir(path) if "://" in path else path
-        if seq is None and os.path.isfile(os.path.join(path, META_FILE)):
-            with open(os.path.join(path, META_FILE)) as f:
-                seq = SequenceConfig(**json.load(f)["sequence"])
+        if seq is None:
+            seq = read_sequence_config(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
         return cls(lm, tokenizer, seq)
+
+    @classmethod
+    def load_for_inference(cls, path: str, add_special_tokens: bool = False, dtype: torch.dtype | None = None
+                           ) -> "O1Model":
+        """A trained O1 model for retrieval; a folder without the O1 tokens is an error unless
+        ``add_special_tokens`` (an untrained baseline, whose new token embeddings are random)."""
+        if not add_special_tokens:
+            check_o1_tokens(path)
+        return cls.from_pretrained(path, dtype=dtype)
 
     def merged_lm(self):
         """The causal LM with any LoRA adapters merged into its weights."""
@@ -142,6 +172,15 @@ class O1Model(torch.nn.Module):
             texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             thoughts.extend([t.strip() for t in texts[i:i + n]] for i in range(0, len(texts), n))
         return thoughts
+
+    def query_ids(self, queries: Sequence[str], thoughts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each (query, thought) sequence, ``<emb>`` last, unpadded (for vLLM pooling)."""
+        enc = o1data.encode_queries(self.tokenizer, list(queries), list(thoughts), self.seq)
+        return [ids[mask.bool()].tolist() for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
+
+    def document_ids(self, docs: Sequence[str]) -> list[list[int]]:
+        enc = o1data.encode_documents(self.tokenizer, list(docs), self.seq)
+        return [ids[mask.bool()].tolist() for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
 
     @torch.no_grad()
     def _embed(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
