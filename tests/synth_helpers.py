@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+from typing import Iterator
 
 import pyarrow as pa
+import pytest
 
 VLLM_ENV = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
@@ -19,12 +22,17 @@ MAX_MODEL_LEN = 1024
 MAX_TOKENS = 24
 
 
-def set_vllm_env(tmp_dir: str) -> dict[str, str]:
-    """The environment vLLM needs on this machine, with temp and cache dirs the test owns."""
+@contextlib.contextmanager
+def vllm_env(tmp_dir: str) -> Iterator[dict[str, str]]:
+    """The environment vLLM needs on this machine, with temp and cache dirs the test owns, set for the block
+    (the Ray engine forwards it to its replicas) and undone after it, so that a Ray cluster started later in
+    the session does not put its sockets under ``tmp_dir`` (beyond the 107-byte AF_UNIX path limit)."""
     os.makedirs(os.path.join(tmp_dir, "tmp"), exist_ok=True)
     env = dict(VLLM_ENV, TMPDIR=os.path.join(tmp_dir, "tmp"), VLLM_CACHE_ROOT=os.path.join(tmp_dir, "vllm-cache"))
-    os.environ.update(env)
-    return env
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        yield env
 
 
 def shm_segments() -> set[str]:

@@ -25,8 +25,8 @@ from o1e.config import load_config  # noqa: E402
 from synth.config import SynthConfig  # noqa: E402
 from synth.driver import run_synth  # noqa: E402
 from synth.tiny import make_tiny_chat_model  # noqa: E402
-from synth_helpers import (MAX_MODEL_LEN, remove_leaked_segments, set_vllm_env, shm_segments,  # noqa: E402
-                           training_rows)
+from synth_helpers import (MAX_MODEL_LEN, remove_leaked_segments, shm_segments, training_rows,  # noqa: E402
+                           vllm_env)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAIL_MARKER = "always-fails-upstream"
@@ -49,34 +49,34 @@ def workdir(tmp_path_factory):
 def server(workdir):
     """vLLM's OpenAI-compatible server on loopback (what ``vllm serve`` runs)."""
     before = shm_segments()
-    env = dict(os.environ, **set_vllm_env(str(workdir)))
-    model = make_tiny_chat_model(str(workdir / "tiny-model"), max_positions=MAX_MODEL_LEN)
-    port = _free_port()
-    log = open(workdir / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", "tiny",
-         "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager",
-         "--dtype", "bfloat16", "--no-enable-chunked-prefill"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while True:
+    with vllm_env(str(workdir)):
+        model = make_tiny_chat_model(str(workdir / "tiny-model"), max_positions=MAX_MODEL_LEN)
+        port = _free_port()
+        log = open(workdir / "server.log", "w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name",
+             "tiny", "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(MAX_MODEL_LEN),
+             "--enforce-eager", "--dtype", "bfloat16", "--no-enable-chunked-prefill"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 300
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/v1/models", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    proc.kill()
+                    pytest.fail(f"vLLM server did not start; see {workdir / 'server.log'}")
+                time.sleep(1)
+        yield url
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
-            urllib.request.urlopen(f"{url}/v1/models", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"vLLM server did not start; see {workdir / 'server.log'}")
-            time.sleep(1)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
     remove_leaked_segments(before)
 
 
@@ -217,7 +217,7 @@ def test_driver_killed_mid_run_then_rerun_equals_clean_run(server, rows_url, wor
 
 
 def test_output_on_s3_and_clear_endpoint_errors(server, rows_url, s3_bucket, workdir):
-    from synth.engines.base import EngineError
+    from o1e.llm.base import EngineError
 
     out = f"{s3_bucket}/synth"
     summary = run_synth(config(rows_url, server, out), show=False)

