@@ -25,11 +25,12 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from eval.config import DenseRetriever, EvalConfig  # noqa: E402
+from eval.config import EvalConfig  # noqa: E402
 from eval.driver import run_eval  # noqa: E402
 from o1e import beir  # noqa: E402
 from o1e.encoders import DenseEncoderConfig, encode, load_encoder, resolve_model_dir  # noqa: E402
 from o1e.ray_utils import RayConfig, init_ray  # noqa: E402
+from o1e.retrievers import DenseRetrieverConfig  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATASET = os.path.join(HERE, "..", "..", "shared", "data", "beir", "scifact")
@@ -71,7 +72,7 @@ def main() -> None:
     ray_s = time.perf_counter() - ray_started
     with tempfile.TemporaryDirectory() as tmp:
         cfg = EvalConfig(dataset={"path": args.dataset, "split": args.split},
-                         retriever=DenseRetriever(model=args.model), shards=args.shards, top_k=args.top_k,
+                         retriever=DenseRetrieverConfig(model=args.model), shards=args.shards, top_k=args.top_k,
                          cache_dir=None, output=os.path.join(tmp, "out"))
         started = time.perf_counter()
         result = run_eval(cfg, show=False)

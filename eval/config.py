@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from o1e.bm25 import BM25Config
-from o1e.config import Section, StageConfig, kind_union
-from o1e.encoders import DenseEncoderConfig
+from o1e.config import Section, StageConfig
+from o1e.llm.config import DEPLOYMENT_FIELDS, EngineConfig, SamplingConfig, VllmEngineConfig
 from o1e.paths import DEFAULT_CACHE, DEMO_DATA
+from o1e.provenance import fingerprint
 from o1e.ray_utils import RayConfig
+from o1e.retrievers import THINKING_KINDS, BM25RetrieverConfig, RetrieverConfig
 
 
 class DatasetSource(Section):
@@ -21,15 +22,54 @@ class DatasetSource(Section):
     """A malformed line: stop with its file and line (``error``), or reject it and go on (``skip``)."""
 
 
-class BM25Retriever(BM25Config):
-    kind: Literal["bm25"] = "bm25"
+class ThoughtSampling(SamplingConfig):
+    """Query-time sampling, PAPER.md §4: 128 new tokens, temperature 0.1, top-p 0.9."""
+
+    max_tokens: int = Field(128, ge=1)
+    temperature: float | None = 0.1
+    top_p: float | None = 0.9
 
 
-class DenseRetriever(DenseEncoderConfig):
-    kind: Literal["dense"] = "dense"
+class ExpansionPrompt(Section):
+    """The chat prompt an external LLM gets for ``-r expand`` (HyDE / Query2doc); ``{query}`` is filled in."""
+
+    system: str = "You are a helpful assistant. Answer directly, without asking for clarification."
+    template: str = "Write a passage that answers the query.\nQuery: {query}\nPassage:"
 
 
-Retriever = kind_union("bm25", bm25=BM25Retriever, dense=DenseRetriever)
+class ThoughtsConfig(Section):
+    """Thoughts at query time, for the retrievers that think (``o1``, ``expand``)."""
+
+    n: int = Field(3, ge=1)
+    """Thoughts per query (PAPER.md §4: 3)."""
+    k: list[int] | None = None
+    """Variants evaluated in one run, each averaging the first k thoughts (0: no thinking, the same model
+    with the empty thought); ``None``: ``[0, n]``."""
+    source: str | None = None
+    """Take thoughts from a ``thoughts`` dataset or any Parquet file with columns query_id, thought_index,
+    thought (local or s3://) instead of generating them."""
+    engine: EngineConfig = VllmEngineConfig()
+    """What generates them: vLLM replicas on Ray, transformers ``generate`` replicas, or (``expand``) an
+    OpenAI-compatible endpoint. ``engine.model`` empty: the retriever's own model (``o1``); vLLM's
+    ``max_model_len`` unset: the model's own context."""
+    fallback_to_transformers: bool = True
+    """Where vLLM is not installed, an ``engine.kind=vllm`` config generates with transformers instead."""
+    sampling: ThoughtSampling = ThoughtSampling()
+    prompt: ExpansionPrompt = ExpansionPrompt()
+    """``expand`` only; the O1 model's prompt is its own token format (``<query>q</query><thought>``)."""
+    seed: int = 0
+    """Request (query id, thought index) is sampled with a seed drawn from (seed, query id, thought index)."""
+    shard_size: int = Field(256, ge=1)
+    """Queries per committed shard of the ``thoughts`` dataset (the unit of resume)."""
+
+    def variants(self) -> list[int]:
+        return sorted(set(self.k if self.k is not None else [0, self.n]))
+
+    @model_validator(mode="after")
+    def _check(self) -> "ThoughtsConfig":
+        if self.k is not None and (not self.k or min(self.k) < 0 or max(self.k) > self.n):
+            raise ValueError(f"thoughts.k must list values between 0 and thoughts.n={self.n}; got {self.k}")
+        return self
 
 
 class EvalConfig(StageConfig):
@@ -39,7 +79,9 @@ class EvalConfig(StageConfig):
     not_fingerprinted: ClassVar[tuple[str, ...]] = StageConfig.not_fingerprinted + ("shards", "cache_dir")
 
     dataset: DatasetSource = DatasetSource()
-    retriever: Retriever = BM25Retriever()
+    retriever: RetrieverConfig = BM25RetrieverConfig()
+    thoughts: ThoughtsConfig = ThoughtsConfig()
+    """Used by the retrievers that think (``o1``, ``expand``); ignored by ``bm25`` and ``dense``."""
     shards: int = Field(1, ge=1)
     """Dense corpus encoding and search run on this many Ray actors, one shard each."""
     top_k: int = Field(1000, ge=1, le=10_000)
@@ -49,3 +91,18 @@ class EvalConfig(StageConfig):
     """Where document embeddings are cached (local or s3://), keyed by model and corpus; ``null``: no cache."""
     output: str = "outputs/eval"
     ray: RayConfig = RayConfig()
+
+    @property
+    def thinks(self) -> bool:
+        return self.retriever.kind in THINKING_KINDS
+
+    def fingerprint(self) -> str:
+        data = self.model_dump(mode="json")
+        for name in self.not_fingerprinted:
+            data.pop(name, None)
+        if not self.thinks:
+            data.pop("thoughts")
+        else:
+            for name in DEPLOYMENT_FIELDS:
+                data["thoughts"]["engine"].pop(name, None)
+        return fingerprint(data)

@@ -36,9 +36,33 @@ def metrics_table(rows: list[tuple[str, dict]], title: str = "retrieval metrics"
     return table
 
 
+def variants_table(kind: str, variants: dict[int, dict], title: str) -> Table:
+    """One row per variant (k thoughts averaged), with nDCG@10's change against k=0."""
+    table = Table(title=title)
+    table.add_column("retriever")
+    table.add_column(METRICS[0], justify="right")
+    table.add_column("vs k=0", justify="right")
+    for name in METRICS[1:]:
+        table.add_column(name, justify="right")
+    table.add_column("queries", justify="right")
+    baseline = variants.get(0)
+    for k, metrics in sorted(variants.items()):
+        change = f"{metrics[METRICS[0]] - baseline[METRICS[0]]:+.4f}" if baseline is not None and k else ""
+        table.add_row(f"{kind} k={k}", f"{metrics[METRICS[0]]:.4f}", change,
+                      *(f"{metrics[m]:.4f}" for m in METRICS[1:]), str(metrics["num_queries"]))
+    return table
+
+
 def print_metrics(cfg, result) -> None:
-    console.print(metrics_table([(cfg.retriever.kind, result.metrics)],
-                                title=f"{result.dataset.url} ({result.dataset.split})"))
+    title = f"{result.dataset.url} ({result.dataset.split})"
+    if cfg.thinks:
+        console.print(variants_table(cfg.retriever.kind, result.variants, title))
+        stats = result.info["thoughts"]
+        console.print(f"thoughts: {stats['url']} (n={stats['n']}; empty {stats.get('empty_thought', 0)}, "
+                      f"unknown query {stats.get('unknown_query', 0)}, queries without thoughts "
+                      f"{stats.get('queries_without_thoughts', 0)})")
+    else:
+        console.print(metrics_table([(cfg.retriever.kind, result.metrics)], title=title))
     console.print(f"retriever: {result.info['retriever']}")
     console.print(f"wrote {cfg.output} in {result.info['elapsed_s']:.1f} s")
 
@@ -54,32 +78,39 @@ def trec_run(ranking: dict[str, list[tuple[str, float]]], tag: str) -> str:
 def write_outputs(cfg, result) -> None:
     out = cfg.output
     data: beir.BeirDataset = result.dataset
-    lineage = {
-        "config_fingerprint": cfg.fingerprint(),
-        "config": cfg.model_dump(mode="json"),
-        "parents": [{"url": data.url, "split": data.split, "corpus_fingerprint": data.corpus.fingerprint}],
-    }
+    rejected = data.rejects + (result.thoughts.rejects if result.thoughts is not None else [])
+    parents = [{"url": data.url, "split": data.split, "corpus_fingerprint": data.corpus.fingerprint}]
+    if result.thoughts is not None:
+        parents.append({"url": result.thoughts.url, "schema": "thoughts"})
+    lineage = {"config_fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"), "parents": parents}
     metrics = dict(result.metrics)
     metrics.update({
+        "k": max(result.variants), "variants": {f"k={k}": m for k, m in sorted(result.variants.items())},
         "dataset": data.url, "split": data.split, "retriever": result.info["retriever"],
-        "skipped": {reason: sum(r.reason == reason for r in data.rejects)
-                    for reason in sorted({r.reason for r in data.rejects})},
+        "skipped": {reason: sum(r.reason == reason for r in rejected)
+                    for reason in sorted({r.reason for r in rejected})},
         "config_fingerprint": lineage["config_fingerprint"], "corpus_fingerprint": data.corpus.fingerprint,
         "code_version": code_version(), "info": result.info,
     })
-    per_query = pa.Table.from_pylist([{"query_id": q, **row} for q, row in result.per_query.items()])
+    thoughts = result.thoughts.by_query if result.thoughts is not None else {}
+    per_query = pa.Table.from_pylist([
+        {"k": k, "query_id": q, **row, "thoughts": thoughts.get(q, [])[:k]}
+        for k, rows in sorted(result.per_query.items()) for q, row in rows.items()
+    ])
     storage.write_table(storage.join(out, "per_query"), per_query, "eval_per_query", **lineage)
     run_rows = [
-        {"query_id": q, "doc_id": d, "rank": r, "score": s}
-        for q, hits in result.ranking.items() for r, (d, s) in enumerate(hits, start=1)
+        {"k": k, "query_id": q, "doc_id": d, "rank": r, "score": s}
+        for k, ranking in sorted(result.rankings.items())
+        for q, hits in ranking.items() for r, (d, s) in enumerate(hits, start=1)
     ]
     run_table = pa.Table.from_pylist(run_rows) if run_rows else schemas.EVAL_RUN.empty()
     storage.write_table(storage.join(out, "run"), run_table, "eval_run", **lineage)
-    storage.write_text(storage.join(out, "run.trec"), trec_run(result.ranking, tag=f"o1e-{cfg.retriever.kind}"))
+    headline = result.rankings[max(result.rankings)]
+    storage.write_text(storage.join(out, "run.trec"), trec_run(headline, tag=f"o1e-{cfg.retriever.kind}"))
     rejects = pa.Table.from_pylist([
         {"stage": "eval", "source": r.source, "row": r.row, "reason": r.reason, "detail": r.detail}
-        for r in data.rejects
-    ]) if data.rejects else schemas.REJECTS.empty()
+        for r in rejected
+    ]) if rejected else schemas.REJECTS.empty()
     storage.write_table(storage.join(out, "rejects"), rejects, "rejects", **lineage)
     storage.write_text(storage.join(out, "config.yaml"), cfg.to_yaml())
     storage.write_json(storage.join(out, "metrics.json"), metrics)  # last: its presence means the run finished

@@ -1,5 +1,5 @@
-"""One shard's work: encode (or load from cache) its documents, then search them. Ray-free: the driver
-runs it as a Ray actor, tests may run it in-process."""
+"""One shard's work: encode (or load from cache) its documents with a vector retriever, then search them
+for every query variant. Ray-free: the driver runs it as a Ray actor, tests may run it in-process."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from eval.search import search_shard
 from o1e import storage
-from o1e.encoders import DenseEncoderConfig, encode, load_encoder
+from o1e.retrievers import build_retriever
 
 
 @dataclass
@@ -37,18 +37,18 @@ def table_to_vectors(table: pa.Table) -> np.ndarray:
 
 
 class ShardWorker:
-    def __init__(self, encoder: DenseEncoderConfig, model_dir: str, threads: int = 1, counter=None) -> None:
+    def __init__(self, retriever, model_dir: str, threads: int = 1, counter=None) -> None:
         import faiss
         import torch
 
         torch.set_num_threads(max(1, threads))
         faiss.omp_set_num_threads(max(1, threads))
-        self.config = encoder
-        self.model = load_encoder(self.config, model_dir)
+        self.retriever = build_retriever(retriever, model_dir, threads)
         self.counter = counter  # a Ray actor handle of o1e.progress.Counter, or None
 
-    def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return encode(self.model, texts, self.config, self.config.query_prefix)
+    def encode_pairs(self, queries: list[str], thoughts: list[str]) -> np.ndarray:
+        """One vector per (query, thought); an empty thought is the query without thinking."""
+        return self.retriever.encode_pairs(queries, thoughts)
 
     def shard_vectors(self, task: ShardTask) -> tuple[np.ndarray, bool]:
         """The shard's document vectors (rows in ``task.doc_numbers`` order) and whether they were cached."""
@@ -64,7 +64,7 @@ class ShardWorker:
         parts, start = [], 0
         for size in task.batch_sizes:
             batch = task.texts[start:start + size]
-            parts.append(encode(self.model, batch, self.config, self.config.document_prefix))
+            parts.append(self.retriever.encode_documents(batch))
             start += size
             if self.counter is not None:
                 self.counter.add.remote(size)
@@ -73,13 +73,23 @@ class ShardWorker:
             writer.commit_shard(task.shard_id, vectors_to_table(task.doc_ids, vectors))
         return vectors, False
 
-    def run(self, task: ShardTask, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Top-``k`` (scores, global document numbers) of every query within this shard."""
+    def run(self, task: ShardTask, query_sets: list[np.ndarray], k: int
+            ) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict]:
+        """For each query matrix (one per variant), the top-``k`` (scores, global document numbers) of
+        every query within this shard."""
         started = time.perf_counter()
         vectors, cached = self.shard_vectors(task)
         encoded = time.perf_counter()
-        scores, local = search_shard(vectors, query_vectors, k)
-        numbers = np.where(local >= 0, task.doc_numbers[np.maximum(local, 0)], -1)
+        hits = []
+        for query_vectors in query_sets:
+            scores, local = search_shard(vectors, query_vectors, k)
+            hits.append((scores, np.where(local >= 0, task.doc_numbers[np.maximum(local, 0)], -1)))
         info = {"shard": task.shard_id, "documents": len(task.doc_ids), "cached": cached,
                 "encode_s": encoded - started, "search_s": time.perf_counter() - encoded}
-        return scores, numbers, info
+        return hits, info
+
+    def shutdown(self) -> None:
+        """Stop a vLLM pooling engine now rather than when the actor is killed."""
+        pooler = getattr(self.retriever, "vllm", None)
+        if pooler is not None:
+            pooler.shutdown()

@@ -6,15 +6,17 @@ whole pipeline (synthesise, vote, train, evaluate).
 
 from __future__ import annotations
 
-from eval.config import BM25Retriever, DenseRetriever, EvalConfig
+from eval.config import EvalConfig
 from eval.driver import run_eval
 from eval.report import console, metrics_table
 from o1e import storage
+from o1e.retrievers import BM25RetrieverConfig, DenseRetrieverConfig
 
 
 def run_demo(output: str = "outputs/demo") -> dict[str, dict]:
     results = {}
-    for name, retriever in (("bm25", BM25Retriever()), ("all-MiniLM-L6-v2", DenseRetriever(model="all-MiniLM-L6-v2"))):
+    for name, retriever in (("bm25", BM25RetrieverConfig()),
+                            ("all-MiniLM-L6-v2", DenseRetrieverConfig(model="all-MiniLM-L6-v2"))):
         cfg = EvalConfig(retriever=retriever, shards=2 if retriever.kind == "dense" else 1,
                          output=storage.join(output, retriever.kind))
         console.rule(f"eval: {name}")

@@ -175,7 +175,10 @@ class O1Retriever(VectorRetriever):
         if config.backend == "vllm":
             from o1e.llm.pooling import VllmPooler
 
-            self.vllm = VllmPooler(model_dir, dtype=config.dtype)
+            seq = self.model.seq
+            longest = max(seq.max_length, seq.doc_max_tokens + 2)  # a query side or a document with <emb>
+            positions = getattr(self.model.lm.config, "max_position_embeddings", None) or longest
+            self.vllm = VllmPooler(model_dir, dtype=config.dtype, max_model_len=min(longest, positions))
 
     def encode_documents(self, texts: list[str]) -> np.ndarray:
         if self.vllm is not None:

@@ -82,9 +82,11 @@ EMBEDDINGS = DatasetSchema(
 )
 
 EVAL_RUN = DatasetSchema(
-    "eval_run", 1,
-    "A retrieval run: the top-k documents per query (the TREC run file holds the same rows).",
+    "eval_run", 2,
+    "A retrieval run: the top-k documents per query and variant (`run.trec` holds the headline variant's rows).",
     (
+        Column("k", pa.int32(), "thoughts averaged into the query vector (0: no thinking; always 0 for "
+               "retrievers that do not think)"),
         Column("query_id", pa.string(), "query `_id`"),
         Column("doc_id", pa.string(), "retrieved corpus `_id`"),
         Column("rank", pa.int32(), "1-based rank"),
@@ -93,9 +95,10 @@ EVAL_RUN = DatasetSchema(
 )
 
 EVAL_PER_QUERY = DatasetSchema(
-    "eval_per_query", 1,
-    "Metrics of every evaluated query (metrics.json holds their means).",
+    "eval_per_query", 2,
+    "Metrics of every evaluated query in every variant (metrics.json holds their means).",
     (
+        Column("k", pa.int32(), "thoughts averaged into the query vector (0: no thinking)"),
         Column("query_id", pa.string(), "query `_id`"),
         Column("ndcg@10", pa.float64(), "nDCG at 10 (trec_eval `ndcg_cut_10`)"),
         Column("mrr@10", pa.float64(), "reciprocal rank of the first relevant document within the top 10"),
@@ -103,6 +106,22 @@ EVAL_PER_QUERY = DatasetSchema(
         Column("recall@1000", pa.float64(), "recall at 1000"),
         Column("num_relevant", pa.int32(), "judged relevant documents (qrels score > 0)"),
         Column("num_retrieved", pa.int32(), "documents in the run for this query"),
+        Column("thoughts", STRINGS, "the thoughts this variant used for the query, in thought-index order "
+               "(empty when k is 0)"),
+    ),
+)
+
+THOUGHTS = DatasetSchema(
+    "thoughts", 1,
+    "Thoughts written at query time, n per query (eval's `o1` and `expand` retrievers; `thoughts.source` reads "
+    "them back).",
+    (
+        Column("query_id", pa.string(), "query `_id`"),
+        Column("thought_index", pa.int32(), "0-based index of the thought within its query"),
+        Column("thought", pa.string(), "generated text, stripped (empty: the request failed or wrote nothing)"),
+        Column("num_tokens", pa.int32(), "tokens generated, the end-of-sequence token included"),
+        Column("finish_reason", pa.string(), "`stop`, `length`, or the reject reason of a failed request"),
+        Column("model", pa.string(), "model that wrote it (directory or served name)"),
     ),
 )
 
@@ -168,7 +187,8 @@ COMMITTEE_SCORES = DatasetSchema(
 
 ALL: dict[str, DatasetSchema] = {
     s.name: s
-    for s in (TRAINING_ROWS, CANDIDATES, COMMITTEE_SCORES, TRAINING, EMBEDDINGS, EVAL_RUN, EVAL_PER_QUERY, REJECTS)
+    for s in (TRAINING_ROWS, CANDIDATES, COMMITTEE_SCORES, TRAINING, THOUGHTS, EMBEDDINGS, EVAL_RUN, EVAL_PER_QUERY,
+              REJECTS)
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from pydantic import Field
@@ -144,7 +144,7 @@ class ThoughtPrompt:
     ``[bos] <query> q[:32] </query> <thought>`` (PAPER.md §4)."""
 
     seq: SequenceConfig
-    kind: str = "tokens"
+    kind: ClassVar[str] = "tokens"
 
     def token_ids(self, query: str, tokenizer) -> list[int]:
         return query_prompt_ids(_pieces(tokenizer, [query])[0], TokenIds.of(tokenizer), self.seq)

@@ -7,13 +7,13 @@ shard order, replicas or reruns.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
 import numpy as np
 import pyarrow as pa
 
+from o1e.provenance import stable_seed
 from synth.config import PromptConfig
 
 
@@ -33,12 +33,6 @@ class Prompt:
     @property
     def key(self) -> str:
         return f"{self.query_id}/{self.candidate_index}"
-
-
-def draw_seed(seed: int, query_id: str, candidate_index: int) -> int:
-    """A 63-bit seed for one (query, candidate): stable across processes and Python versions."""
-    digest = hashlib.sha256(f"{seed}\x1f{query_id}\x1f{candidate_index}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 class ExamplePool:
@@ -76,7 +70,7 @@ def candidate_prompts(cfg: PromptConfig, pool: ExamplePool, seed: int, query_id:
     """The ``num_candidates`` prompts of one query, each with a fresh draw of examples."""
     prompts = []
     for index in range(num_candidates):
-        rng = np.random.default_rng(draw_seed(seed, query_id, index))
+        rng = np.random.default_rng(stable_seed(seed, query_id, index))
         examples = pool.draw(rng, cfg.num_examples, query_id if cfg.exclude_self else None)
         prompts.append(Prompt(query_id, index, query, tuple(examples)))
     return prompts
@@ -118,4 +112,4 @@ class ExplorationPrompts:
 
 def sampling_seed(seed: int, query_id: str, candidate_index: int) -> int:
     """The per-request sampling seed (31 bits, accepted by every engine), independent of the draw seed."""
-    return draw_seed(seed, f"sample\x1f{query_id}", candidate_index) & 0x7FFFFFFF
+    return stable_seed(seed, f"sample\x1f{query_id}", candidate_index) & 0x7FFFFFFF

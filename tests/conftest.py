@@ -25,6 +25,12 @@ def scifact() -> str:
 
 
 @pytest.fixture(scope="session")
+def scifact_cache(tmp_path_factory) -> str:
+    """One embedding cache for every full-SciFact test, so a corpus encoded once serves them all."""
+    return str(tmp_path_factory.mktemp("scifact-cache"))
+
+
+@pytest.fixture(scope="session")
 def demo_data() -> str:
     from o1e.paths import DEMO_DATA
 

@@ -7,13 +7,14 @@ import sys
 
 import pytest
 
-from eval.config import DenseRetriever, EvalConfig
+from eval.config import EvalConfig
 from eval.driver import run_eval
 from o1e import storage
+from o1e.retrievers import DenseRetrieverConfig
 
 
 def dense_config(data, output, shards, cache_dir, **kw):
-    return EvalConfig(dataset={"path": data}, retriever=DenseRetriever(model="all-MiniLM-L6-v2"),
+    return EvalConfig(dataset={"path": data}, retriever=DenseRetrieverConfig(model="all-MiniLM-L6-v2"),
                       shards=shards, output=output, cache_dir=cache_dir, **kw)
 
 
@@ -26,7 +27,7 @@ def one_shard(ray_cluster, demo_data, tmp_path_factory):
 def test_dense_two_shards_rank_exactly_like_one(ray_cluster, demo_data, one_shard, tmp_path):
     one, _ = one_shard
     two = run_eval(dense_config(demo_data, str(tmp_path / "out"), 2, str(tmp_path / "cache")), show=False)
-    assert two.ranking == one.ranking  # same documents, same order, same scores
+    assert two.rankings[0] == one.rankings[0]  # same documents, same order, same scores
     assert two.metrics == one.metrics
     assert one.metrics["num_queries"] == 100 and one.metrics["ndcg@10"] > 0.8  # MiniLM on the bundled slice
 
@@ -35,7 +36,7 @@ def test_rerun_reads_embeddings_from_cache(ray_cluster, demo_data, one_shard):
     first, root = one_shard
     again = run_eval(dense_config(demo_data, str(root / "out2"), 1, str(root / "cache")), show=False)
     assert again.info["cache_hits"] == 1 and first.info["cache_hits"] == 0
-    assert again.ranking == first.ranking
+    assert again.rankings[0] == first.rankings[0]
     manifest = storage.read_manifest(again.info["embedding_cache"])
     assert manifest.schema == "embeddings" and manifest.num_rows == 400
 
@@ -64,20 +65,20 @@ def test_dataset_cache_and_outputs_on_s3(ray_cluster, demo_data, one_shard, s3_b
     upload_dir(demo_data, s3_bucket + "/beir/scifact-mini")
     cfg = dense_config(s3_bucket + "/beir/scifact-mini", s3_bucket + "/runs/eval", 2, s3_bucket + "/cache")
     result = run_eval(cfg, show=False)
-    assert result.ranking == one_shard[0].ranking
+    assert result.rankings[0] == one_shard[0].rankings[0]
     metrics = storage.read_json(s3_bucket + "/runs/eval/metrics.json")
     assert metrics["ndcg@10"] == pytest.approx(one_shard[0].metrics["ndcg@10"])
     assert storage.read_table(s3_bucket + "/runs/eval/per_query").num_rows == 100
     assert storage.read_manifest(result.info["embedding_cache"]).num_rows == 400
     again = run_eval(cfg, show=False)
-    assert again.info["cache_hits"] == 2 and again.ranking == result.ranking
+    assert again.info["cache_hits"] == 2 and again.rankings[0] == result.rankings[0]
 
     # A run that died after committing only shard 0: the rerun re-encodes shard 1 alone.
     cache = result.info["embedding_cache"]
     storage.delete(storage.join(cache, "_manifest.json"))
     storage.delete(storage.join(cache, "_shards", "00001-of-00002.json"))
     resumed = run_eval(cfg, show=False)
-    assert resumed.info["cache_hits"] == 1 and resumed.ranking == result.ranking
+    assert resumed.info["cache_hits"] == 1 and resumed.rankings[0] == result.rankings[0]
     assert storage.read_manifest(cache).num_rows == 400  # no document lost or twice
 
 

@@ -17,19 +17,20 @@ def test_readme_documents_every_schema_exactly():
 
 
 def test_conform_orders_and_casts_columns():
-    table = pa.table({"doc_id": ["d"], "query_id": ["q"], "score": [1], "rank": [1]})
+    table = pa.table({"doc_id": ["d"], "query_id": ["q"], "score": [1], "rank": [1], "k": [0]})
     out = schemas.EVAL_RUN.conform(table)
-    assert out.column_names == ["query_id", "doc_id", "rank", "score"]
+    assert out.column_names == ["k", "query_id", "doc_id", "rank", "score"]
     assert out.schema.field("score").type == pa.float32()
     assert out.schema.metadata[b"o1e.schema"] == b"eval_run"
 
 
 def test_conform_rejects_nulls_and_extra_columns():
     with pytest.raises(ValueError, match="'query_id' has 1 null"):
-        schemas.EVAL_RUN.conform(pa.table({"query_id": [None], "doc_id": ["d"], "rank": [1], "score": [1.0]}))
+        schemas.EVAL_RUN.conform(pa.table({"k": [0], "query_id": [None], "doc_id": ["d"], "rank": [1],
+                                           "score": [1.0]}))
     with pytest.raises(ValueError, match=r"unexpected column\(s\) \['x'\]"):
-        schemas.EVAL_RUN.conform(pa.table({"query_id": ["q"], "doc_id": ["d"], "rank": [1], "score": [1.0],
-                                           "x": [1]}))
+        schemas.EVAL_RUN.conform(pa.table({"k": [0], "query_id": ["q"], "doc_id": ["d"], "rank": [1],
+                                           "score": [1.0], "x": [1]}))
 
 
 def test_unknown_schema_name():

@@ -5,21 +5,22 @@ all-MiniLM-L6-v2: nDCG@10 0.6451 (MTEB's published 64.51), the same with 1 and 2
 
 import pytest
 
-from eval.config import BM25Retriever, DenseRetriever, EvalConfig
+from eval.config import EvalConfig
 from eval.driver import run_eval
+from o1e.retrievers import BM25RetrieverConfig, DenseRetrieverConfig
 
 pytestmark = pytest.mark.slow
 
 
 def minilm(dataset, tmp, shards, cache):
-    cfg = EvalConfig(dataset={"path": dataset}, retriever=DenseRetriever(model="all-MiniLM-L6-v2"),
+    cfg = EvalConfig(dataset={"path": dataset}, retriever=DenseRetrieverConfig(model="all-MiniLM-L6-v2"),
                      shards=shards, output=str(tmp / f"out-{shards}"), cache_dir=cache)
     return run_eval(cfg, show=False)
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("cache"))
+def cache(scifact_cache):
+    return scifact_cache
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_minilm_matches_published_ndcg(one_shard):
 
 def test_two_shards_give_identical_rankings(one_shard, two_shards):
     print(f"\nall-MiniLM-L6-v2 SciFact test, 2 shards: {two_shards.metrics}")
-    assert two_shards.ranking == one_shard.ranking
+    assert two_shards.rankings[0] == one_shard.rankings[0]
     assert two_shards.metrics == one_shard.metrics
 
 
@@ -51,13 +52,13 @@ def test_same_numbers_from_an_s3_copy(two_shards, scifact, cache, s3_bucket, tmp
     from_s3 = minilm(s3_bucket + "/beir/scifact", tmp_path, 2, cache)
     print(f"\nall-MiniLM-L6-v2 SciFact test from S3: {from_s3.metrics}")
     assert from_s3.info["cache_hits"] == 2  # same corpus content, so the embeddings cached above are reused
-    assert from_s3.ranking == two_shards.ranking
+    assert from_s3.rankings[0] == two_shards.rankings[0]
     assert from_s3.metrics["ndcg@10"] == pytest.approx(0.6451, abs=0.002)
 
 
 @pytest.mark.parametrize("backend", ["rank_bm25", "bm25s"])
 def test_bm25_near_published_lucene_figure(scifact, tmp_path, backend):
-    cfg = EvalConfig(dataset={"path": scifact}, retriever=BM25Retriever(backend=backend), output=str(tmp_path))
+    cfg = EvalConfig(dataset={"path": scifact}, retriever=BM25RetrieverConfig(backend=backend), output=str(tmp_path))
     result = run_eval(cfg, show=False)
     print(f"\nBM25 ({result.info['retriever']}) SciFact test: {result.metrics}")
     # Published Lucene BM25 (BEIR, Elasticsearch multi-field): 0.665. One title+text field with Porter
