@@ -8,7 +8,7 @@ from o1e import storage
 
 
 def rows(n, start=0):
-    return pa.table({"query_id": [str(i) for i in range(start, start + n)],
+    return pa.table({"k": [0] * n, "query_id": [str(i) for i in range(start, start + n)],
                      "doc_id": [f"d{i}" for i in range(start, start + n)],
                      "rank": list(range(1, n + 1)), "score": [float(i) for i in range(n)]})
 
@@ -29,7 +29,7 @@ def test_write_read_roundtrip_with_manifest(root):
     assert back.schema.field("rank").type == pa.int32()  # conformed to the contract
     read = storage.read_manifest(url)
     assert read.num_rows == manifest.num_rows == 5
-    assert (read.schema, read.schema_version, read.config_fingerprint) == ("eval_run", 1, "fp1")
+    assert (read.schema, read.schema_version, read.config_fingerprint) == ("eval_run", 2, "fp1")
     assert read.parents == [{"url": "x"}] and read.code_version and read.created_at
 
 
@@ -73,7 +73,7 @@ def test_refuses_to_mix_config_fingerprints(root):
 
 
 def test_schema_violations_are_named(tmp_path):
-    bad = pa.table({"query_id": ["1"], "doc_id": ["d"], "rank": ["first"], "score": [1.0]})
+    bad = pa.table({"k": [0], "query_id": ["1"], "doc_id": ["d"], "rank": ["first"], "score": [1.0]})
     with pytest.raises(ValueError, match="'rank'"):
         storage.write_table(str(tmp_path / "x"), bad, "eval_run")
     with pytest.raises(ValueError, match=r"missing column\(s\) \['score'\]"):
