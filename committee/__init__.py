@@ -1,1 +1,1 @@
-"""committee: (not built yet; see the project's issues)."""
+"""committee: the retrieval committee that votes for each query's training thought (``o1e vote`` / ``python -m committee``)."""

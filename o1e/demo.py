@@ -1,7 +1,6 @@
 """The main job on the embedded local default: bundled SciFact slice, local Ray, small models.
 
-For now it evaluates BM25 and all-MiniLM-L6-v2 side by side; as the stages land it grows into the
-whole pipeline (synthesise, vote, train, evaluate).
+It evaluates BM25 and all-MiniLM-L6-v2 side by side; the other stages are run with their own commands.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""train: (not built yet; see the project's issues)."""
+"""train: joint fine-tuning of an O1 model on Ray Train + DeepSpeed (``o1e train`` / ``python -m train``)."""
