@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 
 from o1e.config import ConfigError, load_config
+from o1e.provenance import code_version
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Flag:
     help: str
     implies: dict[str, str] = field(default_factory=dict)
     """Overrides this flag adds unless the command line sets those keys itself."""
+    choices: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Stage:
     config: str  # "module:Class"
     runner: str  # "module:function"
     flags: list[Flag]
+    example: str = ""
 
 
 @dataclass
@@ -41,6 +44,8 @@ class StageGroup:
     steps: dict[str, Stage]
 
 
+# One meaning per short flag in every subcommand: -c config, -o output, -d a BEIR dataset, -s its split,
+# -i the input dataset the previous stage wrote, -m the model, -n how many Ray actors share the work.
 STAGES: dict[str, Stage | StageGroup] = {
     "eval": Stage(
         "eval", "evaluate a retriever on a BEIR-format dataset (nDCG@10, MRR@10, Recall@100/1000)",
@@ -48,7 +53,8 @@ STAGES: dict[str, Stage | StageGroup] = {
         [
             Flag(("-d", "--dataset"), "dataset.path", "BEIR folder or s3:// prefix (default: bundled demo data)"),
             Flag(("-s", "--split"), "dataset.split", "qrels split (default: test)"),
-            Flag(("-r", "--retriever"), "retriever.kind", "bm25, dense, o1 (a model saved by o1e train) or expand"),
+            Flag(("-r", "--retriever"), "retriever.kind", "o1: a model saved by o1e train, thinking first",
+                 choices=("bm25", "dense", "o1", "expand")),
             Flag(("-m", "--model"), "retriever.model", "model folder, s3:// prefix or packaged name",
                  implies={"retriever.kind": "dense"}),
             Flag(("-n", "--shards"), "shards", "Ray actors encoding and searching the corpus"),
@@ -56,19 +62,23 @@ STAGES: dict[str, Stage | StageGroup] = {
             Flag(("-o", "--output"), "output", "output folder or s3:// prefix"),
             Flag(("--cache-dir",), "cache_dir", "embedding cache (local or s3://; 'null' disables)"),
         ],
+        example="o1e eval -r o1 -m outputs/train/model -n 2 'thoughts.k=[0,1,3]'",
     ),
     "vote": Stage(
         "vote", "let the retrieval committee score every candidate thought against its gold document and vote",
         "committee.config:CommitteeConfig", "committee.driver:run_committee",
         [
             Flag(("-t", "--training-rows"), "training_rows", "training_rows dataset (folder or s3:// prefix)"),
-            Flag(("-i", "--candidates"), "candidates", "candidates dataset written by o1e synth"),
-            Flag(("-v", "--vote"), "vote", "soft (default), hard or median"),
+            Flag(("-i", "--candidates"), "candidates", "candidates dataset written by o1e synth run"),
+            Flag(("-v", "--vote"), "vote", "how the members' scores combine (default: soft)",
+                 choices=("soft", "hard", "median")),
             Flag(("-b", "--batch-size"), "batch_size", "queries per scoring call of a member"),
-            Flag(("-s", "--shard-size"), "shard_size", "queries per committed shard (the unit of resume)"),
-            Flag(("-e", "--executor"), "executor", "ray (member actor pools) or local (one process)"),
+            Flag(("--shard-size",), "shard_size", "queries per committed shard (the unit of resume)"),
+            Flag(("--executor",), "executor", "member actor pools on Ray, or one local process",
+                 choices=("ray", "local")),
             Flag(("-o", "--output"), "output", "output folder or s3:// prefix"),
         ],
+        example="o1e vote -t runs/prepare/training_rows -i runs/synth/candidates -o runs/vote",
     ),
     "synth": StageGroup("synth", "synthesise candidate thoughts with an expert LLM", {
         "prepare": Stage(
@@ -77,11 +87,13 @@ STAGES: dict[str, Stage | StageGroup] = {
             [
                 Flag(("-d", "--dataset"), "dataset.path", "BEIR folder, JSONL rows file, or s3:// (default: bundled demo)"),
                 Flag(("-s", "--split"), "dataset.split", "qrels split (default: train)"),
-                Flag(("-m", "--mining"), "mining.method", "hard negatives by bm25, dense, o1 or none"),
-                Flag(("-k", "--negatives"), "mining.count", "hard negatives per row (default: 15)"),
+                Flag(("--mining",), "mining.method", "how hard negatives are mined",
+                     choices=("bm25", "dense", "o1", "none")),
+                Flag(("--negatives",), "mining.count", "hard negatives per row (default: 15)"),
                 Flag(("--depth",), "mining.depth", "mine from the top DEPTH passages (default: 100)"),
                 Flag(("-o", "--output"), "output", "output folder or s3:// prefix"),
             ],
+            example="o1e synth prepare -d ../shared/data/beir/scifact --negatives 15 -o runs/prepare",
         ),
         "run": Stage(
             "run", "write N candidate thoughts per training query (vLLM on Ray, or an OpenAI-compatible endpoint)",
@@ -89,38 +101,51 @@ STAGES: dict[str, Stage | StageGroup] = {
             [
                 Flag(("-i", "--input"), "input", "training_rows dataset (folder or s3://)"),
                 Flag(("-m", "--model"), "engine.model", "expert model directory (vllm) or served name (openai)"),
-                Flag(("-e", "--engine"), "engine.kind", "vllm or openai"),
+                Flag(("-e", "--engine"), "engine.kind", "what generates (default: vllm)",
+                     choices=("vllm", "openai", "transformers")),
                 Flag(("--base-url",), "engine.base_url", "OpenAI-compatible endpoint",
                      implies={"engine.kind": "openai"}),
-                Flag(("-n", "--candidates"), "num_candidates", "thoughts per query (default: 3)"),
-                Flag(("-r", "--replicas"), "engine.replicas", "vLLM replicas (Ray actors)"),
+                Flag(("--num-candidates",), "num_candidates", "thoughts per query (default: 3)"),
+                Flag(("-n", "--replicas"), "engine.replicas", "engine replicas (Ray actors)"),
                 Flag(("-o", "--output"), "output", "output folder or s3:// prefix"),
             ],
+            example="o1e synth run -i runs/prepare/training_rows -m /models/Llama-3.1-70B-Instruct -n 4 -o runs/synth",
         ),
     }),
     "train": Stage(
         "train", "jointly fine-tune a causal LM to think (generate) and embed (Ray Train + DeepSpeed)",
         "train.config:TrainConfig", "train.driver:run_train",
         [
-            Flag(("-d", "--data"), "data", "the `training` dataset (folder or s3:// prefix)"),
+            Flag(("-i", "--input"), "data", "the `training` dataset written by o1e vote (folder or s3://)"),
             Flag(("-m", "--model"), "model", "base causal LM folder (local or s3://)"),
-            Flag(("-w", "--workers"), "num_workers", "Ray Train workers (one per GPU)"),
-            Flag(("-z", "--zero"), "deepspeed.zero_stage", "DeepSpeed ZeRO stage: 1, 2 or 3"),
+            Flag(("-n", "--workers"), "num_workers", "Ray Train workers (one per GPU)"),
+            Flag(("-z", "--zero"), "deepspeed.zero_stage", "DeepSpeed ZeRO stage", choices=("1", "2", "3")),
             Flag(("-o", "--output"), "output", "output folder or s3:// prefix (model/, metrics.jsonl, rejects/)"),
             Flag(("--storage",), "storage_path", "Ray Train checkpoint storage (local or s3://)"),
         ],
+        example="o1e train -c train/configs/tiny_cpu.yaml -i runs/vote/training -m runs/base -o runs/train",
+    ),
+    "run": Stage(
+        "run", "the whole pipeline: prepare, synth, vote, train, eval (each skipped when its output is current)",
+        "pipeline.config:PipelineConfig", "pipeline.driver:run_pipeline",
+        [Flag(("-o", "--output"), "output", "output root of every stage (local or s3://)")],
+        example="o1e run -c pipeline/configs/demo.yaml synth.engine.model=EXPERT train.model=BASE --from train",
     ),
 }
 
 
-def _add_stage_parser(sub, stage: Stage) -> None:
-    p = sub.add_parser(stage.name, help=stage.help, description=stage.help)
+def _add_stage_parser(sub, stage: Stage) -> argparse.ArgumentParser:
+    p = sub.add_parser(stage.name, help=stage.help, description=stage.help,
+                       epilog=f"example:\n  {stage.example}" if stage.example else None,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", help="YAML config file (local or s3://)")
     for flag in stage.flags:
-        p.add_argument(*flag.names, dest=flag.key, default=None, metavar=flag.key.split(".")[-1].upper(),
+        p.add_argument(*flag.names, dest=flag.key, default=None, choices=flag.choices,
+                       metavar=None if flag.choices else flag.key.split(".")[-1].upper(),
                        help=f"{flag.help} [{flag.key}]")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="override any config field")
+    return p
 
 
 def _load(ref: str):
@@ -130,6 +155,7 @@ def _load(ref: str):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="o1e", description="O1 Embedder: synthesise, vote, train, evaluate.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {code_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for stage in STAGES.values():
         if isinstance(stage, StageGroup):
@@ -138,9 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
             for step in stage.steps.values():
                 _add_stage_parser(steps, step)
         else:
-            _add_stage_parser(sub, stage)
-    demo = sub.add_parser("demo", help="the main job on the embedded local default: bundled data, local Ray")
-    demo.add_argument("-o", "--output", default="outputs/demo")
+            p = _add_stage_parser(sub, stage)
+            if stage.name == "run":
+                p.add_argument("--from", dest="start", metavar="STAGE",
+                               help="first stage to run: prepare, synth, vote, train or eval")
+                p.add_argument("--until", dest="until", metavar="STAGE", help="last stage to run")
+                p.add_argument("--dry-run", action="store_true",
+                               help="show what would run or be skipped, and with --cluster whether it fits; start nothing")
+                p.add_argument("--cluster", metavar="FILE",
+                               help="a ray up file or KubeRay manifest to check the resource requests against")
+    demo = sub.add_parser("demo", help="the main job: the whole pipeline on bundled data with tiny models, local Ray",
+                          epilog="example:\n  o1e demo -o outputs/demo", formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("-o", "--output", default="outputs/demo", help="output root (default: outputs/demo)")
+    demo.add_argument("overrides", nargs="*", metavar="key=value", help="override any pipeline config field")
+    lineage = sub.add_parser("lineage", help="where a dataset, model or evaluation came from, step by step",
+                             epilog="example:\n  o1e lineage outputs/demo/eval",
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    lineage.add_argument("path", help="a dataset folder, a model saved by o1e train, or an eval output (or s3://)")
+    lineage.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
 
@@ -157,6 +198,30 @@ def stage_config(stage: Stage, args: argparse.Namespace):
     return load_config(_load(stage.config), args.config, overrides)
 
 
+def print_lineage(url: str, as_json: bool) -> None:
+    import json
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from o1e import lineage
+
+    nodes = lineage.walk(url)
+    if not nodes:
+        lineage.read_node(url)  # raises the error that says what is missing
+    if as_json:
+        print(json.dumps({"nodes": [asdict(n) for n in nodes], "summary": lineage.summarise(nodes)}, indent=2))
+        return
+    table = Table(title=f"lineage of {url}")
+    for name in ("step", "location", "fingerprint", "created", "code", "facts"):
+        table.add_column(name)
+    for node in nodes:
+        facts = ", ".join(f"{k}={v}" for k, v in node.facts.items() if v is not None)
+        table.add_row(node.kind, node.url, node.fingerprint or "", node.created_at or "", node.code_version or "", facts)
+    Console(highlight=False).print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Errors a user can fix (config, data, paths) are one clear line, not a traceback.
@@ -166,9 +231,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "demo":
-            from o1e.demo import run_demo
-
-            run_demo(args.output)
+            _load("pipeline.demo:run_demo")(args.output, args.overrides)
+            return 0
+        if args.command == "lineage":
+            print_lineage(args.path, args.json)
             return 0
         stage = STAGES[args.command]
         if isinstance(stage, StageGroup):
@@ -177,7 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_config:
             print(cfg.to_yaml(), end="")
             return 0
-        _load(stage.runner)(cfg)
+        if args.command == "run" and args.dry_run:
+            problems = _load("pipeline.driver:dry_run")(cfg, args.cluster, args.start, args.until)
+            return 1 if problems else 0
+        if args.command == "run":
+            _load(stage.runner)(cfg, start=args.start, until=args.until)
+        else:
+            _load(stage.runner)(cfg)
         return 0
     except ConfigError as err:
         print(f"o1e {args.command}: {err}", file=sys.stderr)

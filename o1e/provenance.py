@@ -56,7 +56,10 @@ def directory_fingerprint(path: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """The package version, plus the git commit when running from a checkout (``+dirty`` if modified)."""
+    """The package version, plus the git commit when running from a checkout (``+dirty`` if modified).
+
+    A Ray job's working dir is uploaded without ``.git/``: there the commit comes from ``O1E_GIT_COMMIT``,
+    which ``clusters/submit.sh`` sets in the job's environment from the checkout it submits."""
     version = o1e.__version__
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
@@ -71,4 +74,6 @@ def code_version() -> str:
             version += f"+g{sha}" + (".dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
+    if version == o1e.__version__ and os.environ.get("O1E_GIT_COMMIT"):
+        version += f"+g{os.environ['O1E_GIT_COMMIT']}"
     return version

@@ -301,13 +301,13 @@ class DatasetWriter:
         write_json(marker_url, marker)
         return marker
 
-    def read_shard(self, shard_id: str) -> pa.Table | None:
+    def read_shard(self, shard_id: str, columns: list[str] | None = None) -> pa.Table | None:
         """The rows of a shard committed earlier (by this run or a crashed one), or ``None``."""
         marker_url = join(self.url, SHARDS_DIR, f"{shard_id}.json")
         if not exists(marker_url):
             return None
         fs, path = resolve(join(self.url, read_json(marker_url)["file"]))
-        return pq.read_table(path, filesystem=fs)
+        return pq.read_table(path, filesystem=fs, columns=columns)
 
     def finalize(self, extra: dict[str, Any] | None = None) -> Manifest:
         markers = self.committed()

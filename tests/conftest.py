@@ -110,3 +110,38 @@ def upload_dir(local: str, url: str) -> None:
             rel = os.path.relpath(path, local).replace(os.sep, "/")
             with open(path, "rb") as f:
                 storage.write_bytes(storage.join(url, rel), f.read())
+
+
+@pytest.fixture(scope="session")
+def pipeline_demo(tmp_path_factory) -> dict:
+    """``o1e demo`` as a user runs it, killed during vote and run again: the one expensive pipeline run that
+    the pipeline and cluster tests share. Returns the output root and the second run's output."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path_factory.mktemp("pipeline") / "demo"
+    o1e = os.path.join(os.path.dirname(sys.executable), "o1e")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # Its own home (embedding cache, vLLM cache), but DeepSpeed's compiled CPU op from the usual place.
+    env.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/o1e/torch_extensions"))
+    env["HOME"] = str(root.parent / "home")
+    command = [o1e, "demo", "-o", str(root)]
+    started = time.time()
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             start_new_session=True)
+    markers, record = root / "vote" / "training" / "_shards", root / "_pipeline" / "vote.json"
+    deadline = time.time() + 900
+    while not (markers.is_dir() and any(n.suffix == ".json" for n in markers.iterdir())):
+        assert first.poll() is None, first.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "vote committed no shard in time"
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)  # the driver dies during vote
+    first.wait()
+    killed = {"vote_shards_committed": len(list(markers.glob("*.json"))), "vote_record": record.exists(),
+              "elapsed_s": time.time() - started}
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    return {"root": str(root), "env": env, "command": command, "killed": killed, "stdout": second.stdout,
+            "elapsed_s": time.time() - started}

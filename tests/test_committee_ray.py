@@ -122,7 +122,7 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(ray_cluster, inputs,
 def test_o1e_vote_command(inputs, minilm, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["vote", "-t", str(inputs / "training_rows"), "-i", str(inputs / "candidates"), "-o", str(out),
-                 "-e", "local", "-v", "hard", "-b", "16", "members=[{kind: bm25}, {kind: dense, name: minilm, "
+                 "--executor", "local", "-v", "hard", "-b", "16", "members=[{kind: bm25}, {kind: dense, name: minilm, "
                  f"model: {minilm}, max_length: 128}}]", "progress=false"])
     assert code == 0
     shown = capsys.readouterr().out

@@ -180,10 +180,10 @@ def test_rerun_with_another_config_refuses_to_mix(tmp_path):
 def test_cli_parses_synth_steps(capsys):
     from o1e.cli import main
 
-    assert main(["synth", "run", "-m", "/models/x", "-n", "5", "--base-url", "http://h:1/v1", "--print-config"]) == 0
+    assert main(["synth", "run", "-m", "/models/x", "--num-candidates", "5", "--base-url", "http://h:1/v1", "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "num_candidates: 5" in out and "kind: openai" in out and "base_url: http://h:1/v1" in out
-    assert main(["synth", "prepare", "-k", "7", "--depth", "50", "--print-config"]) == 0
+    assert main(["synth", "prepare", "--negatives", "7", "--depth", "50", "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "count: 7" in out and "depth: 50" in out
     assert main(["synth", "run", "engine.kind=nope"]) == 2

@@ -276,5 +276,5 @@ def test_cli_prints_and_rejects_train_configs(capsys):
     assert "zero_stage: 3" in printed and "temperature: 0.02" in printed and "group_size: 16" in printed
     assert main(["train", "loss.group_size=0"]) == 2
     assert "loss.group_size" in capsys.readouterr().err
-    assert main(["train", "-d", "/nonexistent/data", "-m", "/nonexistent/model"]) == 2
+    assert main(["train", "-i", "/nonexistent/data", "-m", "/nonexistent/model"]) == 2
     assert "data:" in capsys.readouterr().err

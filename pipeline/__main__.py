@@ -1,0 +1,8 @@
+"""``python -m pipeline ...`` is ``o1e run ...`` (the entry point for ``ray job submit``)."""
+
+import sys
+
+from o1e.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["run", *sys.argv[1:]]))

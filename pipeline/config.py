@@ -1,0 +1,165 @@
+"""The pipeline's config (``o1e run``): one section per stage, each taking every key of that stage's config.
+
+Stages chain under one output root unless a section names its own paths::
+
+    <output>/prepare/training_rows   ->  synth.input, vote.training_rows
+    <output>/synth/candidates        ->  vote.candidates
+    <output>/vote/training           ->  train.data
+    <output>/train/model             ->  eval.retriever.model (eval.retriever.kind defaults to o1)
+    prepare.dataset.path             ->  eval.dataset.path (a BEIR folder: train split in, test split out)
+
+``baselines`` are further evaluations on the same dataset, each printed beside the trained model (BM25,
+a dense encoder, the O1 model before training). A baseline ``o1`` retriever without a model evaluates the
+base model ``train.model``. The top-level ``ray`` section is every stage's unless the stage sets its own.
+
+A stage section may start from that stage's own config file (``train: {config: train/configs/paper_qwen2.5-7b.yaml}``):
+the file gives what the stage computes, the section's keys override it, and the paths still chain.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import model_validator
+
+from committee.config import CommitteeConfig
+from eval.config import EvalConfig
+from o1e import storage
+from o1e.config import StageConfig
+from o1e.ray_utils import RayConfig
+from synth.config import PrepareConfig, SynthConfig
+from train.config import TrainConfig
+
+STAGES = ("prepare", "synth", "vote", "train", "eval")
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _section(data: dict[str, Any], *path: str) -> dict[str, Any]:
+    node = data
+    for key in path:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        node = child
+    return node
+
+
+def _absolute(url: str) -> str:
+    return url if storage.is_s3(url) else storage.resolve(url)[1]
+
+
+# Where each stage reads and writes: taken from the pipeline (chained), never from a stage config file.
+PATH_KEYS = {
+    "prepare": ("output",),
+    "synth": ("input", "output"),
+    "vote": ("training_rows", "candidates", "output"),
+    "train": ("data", "output", "storage_path"),
+    "eval": ("output", "retriever.model"),
+}
+
+
+def _find_file(path: str) -> str:
+    """A stage config file, relative to the working directory or else to the project's own folder."""
+    if storage.is_s3(path) or os.path.isabs(path) or os.path.exists(path):
+        return path
+    return os.path.join(PROJECT_DIR, path)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _include_stage_file(stage: str, section: dict[str, Any]) -> dict[str, Any]:
+    """``config: FILE`` in a stage section: that stage's YAML is the base and the section's keys override
+    it; the file's own input and output paths are dropped, so the stage still chains."""
+    section = dict(section)
+    path = section.pop("config", None)
+    if path is None:
+        return section
+    try:
+        loaded = yaml.safe_load(storage.read_text(_find_file(path))) or {}
+    except (storage.StorageError, yaml.YAMLError) as err:
+        raise ValueError(f"{stage}.config: cannot read {path}: {err}") from None
+    for dotted in PATH_KEYS[stage]:
+        *parents, last = dotted.split(".")
+        node = loaded
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return _merge(loaded, section)
+
+
+def chain_paths(data: dict[str, Any]) -> dict[str, Any]:
+    """Fill every stage path the config leaves unset from the output root and the previous stage."""
+    data = dict(data)
+    for stage in STAGES:
+        if isinstance(data.get(stage), dict):
+            data[stage] = _include_stage_file(stage, data[stage])
+    root = _absolute(data.get("output") or PipelineConfig.model_fields["output"].default)
+    data["output"] = root
+    at = lambda *parts: storage.join(root, *parts)  # noqa: E731
+    prepare, synth, vote = _section(data, "prepare"), _section(data, "synth"), _section(data, "vote")
+    train, evaluate = _section(data, "train"), _section(data, "eval")
+    prepare.setdefault("output", at("prepare"))
+    rows = storage.join(prepare["output"], "training_rows")
+    synth.setdefault("input", rows)
+    synth.setdefault("output", at("synth"))
+    vote.setdefault("training_rows", rows)
+    vote.setdefault("candidates", storage.join(synth["output"], "candidates"))
+    vote.setdefault("output", at("vote"))
+    train.setdefault("data", storage.join(vote["output"], "training"))
+    train.setdefault("output", at("train"))
+    retriever = _section(evaluate, "retriever")
+    retriever.setdefault("kind", "o1")
+    if retriever["kind"] == "o1":
+        retriever.setdefault("model", storage.join(train["output"], "model"))
+    source = _section(prepare, "dataset")
+    if source.get("path") and source.get("format", "auto") in ("auto", "beir"):
+        _section(evaluate, "dataset").setdefault("path", source["path"])
+    evaluate.setdefault("output", at("eval"))
+    baselines = data.get("baselines") or {}
+    data["baselines"] = {name: dict(b or {}) for name, b in baselines.items()}
+    for name, baseline in data["baselines"].items():
+        dataset = _section(baseline, "dataset")
+        for key, value in _section(evaluate, "dataset").items():
+            dataset.setdefault(key, value)
+        b_retriever = _section(baseline, "retriever")
+        if b_retriever.get("kind") == "o1" and train.get("model"):
+            b_retriever.setdefault("model", train["model"])
+        baseline.setdefault("output", at("baselines", name))
+    ray = data.get("ray")
+    if ray:
+        for stage in (prepare, synth, vote, train, evaluate, *data["baselines"].values()):
+            stage.setdefault("ray", ray)
+    return data
+
+
+class PipelineConfig(StageConfig):
+    """Every stage, from training data to thought-augmented metrics; see the module docstring for chaining."""
+
+    not_fingerprinted: ClassVar[tuple[str, ...]] = StageConfig.not_fingerprinted + ("baselines",)
+
+    output: str = "outputs/pipeline"
+    """Root under which every stage writes (local or s3://); ``_pipeline/`` there records each finished stage."""
+    prepare: PrepareConfig = PrepareConfig()
+    synth: SynthConfig = SynthConfig()
+    vote: CommitteeConfig = CommitteeConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    baselines: dict[str, EvalConfig] = {}
+    """Name -> another evaluation on eval's dataset, printed beside the trained model."""
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _chain(cls, data: Any) -> Any:
+        return chain_paths(data) if isinstance(data, dict) else data
+
+    def stage(self, name: str):
+        return getattr(self, name)

