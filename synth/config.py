@@ -89,6 +89,9 @@ class PromptConfig(Section):
     exclude_self: bool = False
     """Never draw the query itself as one of its examples. The paper draws from the whole training set
     (``false``); ``true`` avoids showing the model the answer on small sets."""
+    examples_from: str | None = None
+    """A ``training_rows`` dataset the examples are drawn from; ``None``: the input itself. Scheduled runs
+    over a growing source pin it, so that a query's prompts do not depend on which run processed it."""
 
 
 class SynthConfig(StageConfig):
@@ -107,6 +110,10 @@ class SynthConfig(StageConfig):
     """Queries per shard: the unit of work that is committed, resumed and retried."""
     output: str = "outputs/synth/run"
     new_run: bool = False
+    incremental: bool = False
+    """Add to the output instead of resuming one run: generate only for queries the output does not hold
+    yet, commit them as this run's shards and append the run (id, time, rows added) to the candidates
+    manifest's ``history`` (scheduled synthesis over a growing source)."""
     """Replace output left by a run with another config instead of refusing to mix with it."""
     progress: bool = True
     ray: RayConfig = RayConfig()

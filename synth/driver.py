@@ -3,12 +3,18 @@
 Shards are consecutive ``shard_size``-row slices of the input (stable ids). Each finished shard is
 committed at once (its rejects first, then its candidates, whose marker means "done"), so a crash loses
 at most the shards in flight, and a rerun of the same config regenerates exactly those.
+
+``incremental=true`` (scheduled runs over a growing source) adds to the output instead: only the queries
+it does not hold yet are generated, in shards named after the run, and the candidates manifest's
+``history`` records every run.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import pyarrow as pa
 from tqdm import tqdm
@@ -19,7 +25,8 @@ from o1e.provenance import fingerprint
 from synth import report
 from synth.config import SynthConfig
 from synth.prompts import ExplorationPrompts, candidate_prompts, sampling_seed
-from synth.rows import count_shards, duplicate_first_rows, iter_shards, load_pool, row_problem
+from synth.rows import (count_known, count_shards, duplicate_first_rows, iter_new_shards, iter_shards, load_pool,
+                        row_problem)
 
 
 @dataclass
@@ -39,8 +46,36 @@ class RunStats:
 
 
 def run_fingerprint(cfg: SynthConfig, manifest: storage.Manifest) -> str:
-    """The config's fingerprint plus the input's identity: resuming onto changed input must not mix."""
+    """The config's fingerprint plus the input's identity: resuming onto changed input must not mix.
+    An incremental output spans inputs that grow from run to run, so there the config alone counts."""
+    if cfg.incremental:
+        return cfg.fingerprint()
     return fingerprint({"config": cfg.fingerprint(), "input": [(f["path"], f["num_rows"]) for f in manifest.files]})
+
+
+def committed_values(writer: storage.DatasetWriter, column: str) -> set[str]:
+    """Every value of ``column`` in the shards committed under ``writer`` (finished runs and crashed ones)."""
+    values: set[str] = set()
+    for shard_id in writer.committed():
+        values.update(writer.read_shard(shard_id, columns=[column]).column(column).to_pylist())
+    return values
+
+
+def plan_shards(cfg: SynthConfig, candidates: storage.DatasetWriter, rejects: storage.DatasetWriter,
+                run_id: str, stats: RunStats):
+    """The shards this run generates. A normal run resumes: the input's consecutive shards not committed
+    yet. An incremental run adds: the input rows whose query the output holds neither as candidates nor
+    as a reject, in new shards named after the run."""
+    done = set(candidates.committed())
+    stats.shards_resumed = len(done)
+    if not cfg.incremental:
+        stats.shards_total = count_shards(stats.rows_in, cfg.shard_size)
+        stats.rows_resumed = sum(min(cfg.shard_size, stats.rows_in - int(s) * cfg.shard_size) for s in done)
+        return iter_shards(cfg.input, cfg.shard_size, skip=done)
+    known = committed_values(candidates, "query_id") | committed_values(rejects, "row")
+    stats.rows_resumed = count_known(cfg.input, known)
+    stats.shards_total = len(done) + count_shards(stats.rows_in - stats.rows_resumed, cfg.shard_size)
+    return iter_new_shards(cfg.input, cfg.shard_size, known, run_id)
 
 
 def _reject(source: str, row: str, reason: str, detail: str) -> dict:
@@ -64,17 +99,16 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
                                        overwrite=cfg.new_run, **lineage)
     rejects = storage.DatasetWriter(storage.join(cfg.output, "rejects"), "rejects", overwrite=cfg.new_run, **lineage)
 
-    stats = RunStats(rows_in=manifest.num_rows, shards_total=count_shards(manifest.num_rows, cfg.shard_size))
-    done = set(candidates.committed())
-    stats.shards_resumed = len(done)
-    stats.rows_resumed = sum(min(cfg.shard_size, manifest.num_rows - int(s) * cfg.shard_size) for s in done)
+    stats = RunStats(rows_in=manifest.num_rows)
+    run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    shards = plan_shards(cfg, candidates, rejects, run_id, stats)
 
     owns_engine = engine is None
     renderer = ExplorationPrompts(cfg.prompt)
     if not owns_engine and (engine.renderer != renderer or engine.sampling != cfg.sampling):
         raise ValueError("the engine passed in was built for another prompt or sampling config")
-    if stats.shards_resumed < stats.shards_total:
-        pool = load_pool(cfg.input)
+    if stats.rows_resumed < stats.rows_in:
+        pool = load_pool(cfg.prompt.examples_from or cfg.input)
         duplicates = duplicate_first_rows(cfg.input)
         if owns_engine:
             engine = make_engine(cfg.engine, renderer, cfg.sampling, cfg.ray, show=show)
@@ -82,14 +116,24 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
             engine.start()
             stats.engine_start_s = time.perf_counter() - t0
         try:
-            _generate(cfg, engine, pool, duplicates, done, candidates, rejects, stats, show)
+            _generate(cfg, engine, pool, duplicates, shards, candidates, rejects, stats, show)
         finally:
             if owns_engine:
                 engine.close()
     model = engine.model_name if engine is not None else (cfg.engine.served_name or cfg.engine.model
                                                           if cfg.engine.kind == "vllm" else cfg.engine.model)
     summary = report.build_summary(cfg, stats, model, run_fp, time.perf_counter() - started)
-    candidates.finalize(extra={"summary": summary})
+    extra = {"summary": summary}
+    if cfg.incremental:
+        url = storage.join(cfg.output, "candidates")
+        history = storage.read_manifest(url).extra.get("history", []) if storage.is_dataset(url) else []
+        summary["run_id"] = run_id
+        extra["history"] = history + [{
+            "run_id": run_id, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "input": cfg.input, "input_rows": stats.rows_in, "rows_added": stats.rows_processed,
+            "candidates_added": stats.candidates_written,
+        }]
+    candidates.finalize(extra=extra)
     rejects.finalize(extra={"summary": summary})
     summary = report.add_dataset_totals(summary, cfg.output)
     storage.write_text(storage.join(cfg.output, "config.yaml"), cfg.to_yaml())
@@ -99,18 +143,18 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
     return summary
 
 
-def _generate(cfg: SynthConfig, engine, pool, duplicates: dict[str, int], done: set[str],
+def _generate(cfg: SynthConfig, engine, pool, duplicates: dict[str, int], shards,
               candidates: storage.DatasetWriter, rejects: storage.DatasetWriter, stats: RunStats,
               show: bool) -> None:
     row_rejects: dict[str, list[dict]] = {}
     shard_rows: dict[str, int] = {}
 
     def work():
-        for shard in iter_shards(cfg.input, cfg.shard_size, skip=done):
+        for shard in shards:
             bad, requests = [], []
             columns = (shard.rows.column(n).to_pylist() for n in ("query_id", "query", "positives"))
             for offset, (query_id, query, positives) in enumerate(zip(*columns)):
-                row_number = shard.first_row + offset
+                row_number = shard.row_number(offset)
                 problem = row_problem(query, positives)
                 if problem is None and duplicates.get(query_id, row_number) != row_number:
                     problem = ("duplicate_query",

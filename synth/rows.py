@@ -43,6 +43,11 @@ class Shard:
     shard_id: str
     first_row: int
     rows: pa.Table  # query_id, query, positives
+    row_numbers: list[int] | None = None
+    """Each row's position in the input when the shard's rows are not consecutive (incremental runs)."""
+
+    def row_number(self, offset: int) -> int:
+        return self.row_numbers[offset] if self.row_numbers is not None else self.first_row + offset
 
 
 def shard_id(number: int) -> str:
@@ -89,3 +94,31 @@ def duplicate_first_rows(url: str) -> dict[str, int]:
     for row in rows:
         first.setdefault(flat[row].as_py(), row)
     return first
+
+
+def iter_new_shards(url: str, shard_size: int, known: set[str], prefix: str) -> Iterator[Shard]:
+    """The rows whose query id is not in ``known``, in input order, cut into ``shard_size``-row shards
+    named ``<prefix>-<number>``."""
+    columns = ["query_id", "query", "positives"]
+    rows: list[pa.Table] = []
+    numbers: list[int] = []
+    position = count = 0
+    for batch in storage.iter_batches(url, shard_size, columns=columns):
+        ids = batch.column(0).to_pylist()
+        keep = [i for i, query_id in enumerate(ids) if query_id not in known]
+        if keep:
+            rows.append(pa.Table.from_batches([batch]).take(pa.array(keep, pa.int64())))
+            numbers.extend(position + i for i in keep)
+        position += batch.num_rows
+        while len(numbers) >= shard_size:
+            table = pa.concat_tables(rows).combine_chunks()
+            yield Shard(f"{prefix}-{shard_id(count)}", numbers[0], table.slice(0, shard_size), numbers[:shard_size])
+            rows, numbers, count = [table.slice(shard_size)], numbers[shard_size:], count + 1
+    if numbers:
+        yield Shard(f"{prefix}-{shard_id(count)}", numbers[0], pa.concat_tables(rows).combine_chunks(), numbers)
+
+
+def count_known(url: str, known: set[str]) -> int:
+    """How many of the dataset's rows have a query id in ``known``."""
+    return sum(sum(q in known for q in batch.column(0).to_pylist())
+               for batch in storage.iter_batches(url, 1 << 16, columns=["query_id"]))

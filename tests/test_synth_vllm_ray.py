@@ -165,3 +165,30 @@ def test_replica_killed_mid_run_is_restarted_and_output_equals_clean_run(engine,
     killed, clean = rows(out), rows(str(workdir / "run-a"))
     assert len(killed) == len(set(killed)) == 36
     assert sorted(killed) == sorted(clean)
+
+
+def test_scheduled_runs_over_a_growing_source_add_only_new_queries(engine, rows_url, workdir):
+    """Two incremental runs (the source grew between them) hold the same candidates as one run over the
+    grown source; the examples pool is pinned (prompt.examples_from), as a scheduled run's config pins it."""
+    rows = storage.read_table(rows_url)
+    first = str(workdir / "source-day1")
+    storage.write_table(first, rows.slice(0, 10), "training_rows")
+    out = str(workdir / "scheduled")
+    pinned = f"prompt.examples_from={rows_url}"
+    day1 = run_synth(config(first, engine.cfg.model, out, pinned, "incremental=true"), show=False, engine=engine)
+    day2 = run_synth(config(rows_url, engine.cfg.model, out, pinned, "incremental=true"), show=False, engine=engine)
+    once = run_synth(config(rows_url, engine.cfg.model, str(workdir / "once"), pinned), show=False, engine=engine)
+
+    new_ids = set(rows.column("query_id").to_pylist()[10:]) - set(rows.column("query_id").to_pylist()[:10])
+    assert day2["rows_resumed"] == 10 and day2["rows_processed"] == len(new_ids) == 6  # day 1's rejects too
+    columns = ["query_id", "candidate_index", "thought", "prompt_fingerprint"]
+    union = storage.read_table(storage.join(out, "candidates"), columns=columns).to_pylist()
+    keys = [(r["query_id"], r["candidate_index"]) for r in union]
+    assert len(keys) == len(set(keys))
+    reference = storage.read_table(storage.join(once["output"], "candidates"), columns=columns).to_pylist()
+    key = lambda r: (r["query_id"], r["candidate_index"])  # noqa: E731
+    assert sorted(union, key=key) == sorted(reference, key=key)
+    history = storage.read_manifest(storage.join(out, "candidates")).extra["history"]
+    assert [h["run_id"] for h in history] == [day1["run_id"], day2["run_id"]]
+    assert [h["rows_added"] for h in history] == [day1["rows_processed"], len(new_ids)]
+    assert history[1]["candidates_added"] == day2["candidates_written"] > 0
