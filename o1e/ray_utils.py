@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from o1e.config import Section
@@ -50,6 +51,11 @@ def init_ray(config: RayConfig):
         kwargs.update(num_cpus=config.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
     else:
         env = {name: os.environ[name] for name in _FORWARDED_ENV if os.environ.get(name)}
+        # Inside a submitted job, Ray merges the job's runtime env with ray.init's and refuses a variable
+        # both set: forward only what the job's own runtime env leaves out.
+        job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}"))
+        for name in ((job.get("runtime_env") or {}).get("env_vars") or {}):
+            env.pop(name, None)
         kwargs["runtime_env"] = {"env_vars": env} if env else None
     ray.init(**kwargs)
     return ray

@@ -19,8 +19,8 @@ from conftest import REPO, _free_port
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 
 
-@pytest.fixture()
-def ray_head():
+@pytest.fixture(scope="module")
+def ray_head():  # one head for both jobs: starting and stopping one takes ~45 s
     if not os.path.exists(RAY):
         pytest.skip("the ray CLI is not installed beside this Python")
     port, dashboard = _free_port(), _free_port()
@@ -75,17 +75,22 @@ def test_ray_job_submit_runs_the_eval_stage(ray_head, demo_data, tmp_path):
     assert metrics["num_queries"] == 100 and metrics["ndcg@10"] > 0.8
 
 
-def test_pipeline_job_via_submit_script_names_the_commit(ray_head, pipeline_demo, tmp_path):
+def test_pipeline_job_via_submit_script_names_the_commit(ray_head, pipeline_demo, demo_data, tmp_path):
     """clusters/submit.sh submits the demo pipeline (a copy of the finished run, one baseline changed): the
     job skips every current stage, reruns that baseline, and what it writes names the commit submitted."""
     address, env = ray_head
     root = tmp_path / "pipeline"
     shutil.copytree(pipeline_demo["root"], root, ignore=shutil.ignore_patterns("ray"))
     models = os.path.join(pipeline_demo["root"], "models")
+    import yaml
+
+    # The config of the demo's last run (test_pipeline may have changed its learning rate), with the data
+    # by the path the demo used: inside the job the default is the uploaded copy's.
+    last_lr = yaml.safe_load(open(root / "config.yaml"))["train"]["optim"]["lr"]
     proc = subprocess.run(
         [os.path.join(REPO, "clusters", "submit.sh"), "pipeline", "-c", "pipeline/configs/demo.yaml",
-         f"output={root}", f"synth.engine.model={models}/expert", f"train.model={models}/base",
-         "baselines.bm25.top_k=100"],
+         f"output={root}", f"prepare.dataset.path={demo_data}", f"synth.engine.model={models}/expert",
+         f"train.model={models}/base", f"train.optim.lr={last_lr}", "baselines.bm25.top_k=100"],
         env=dict(env, RAY_ADDRESS=address), capture_output=True, text=True, timeout=600, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
