@@ -57,8 +57,24 @@ def test_query_sequence_layout_and_labels(model):
     assert labels[-1] == -100 and labels[:8] == [-100] * 8
     # Left padding: the shorter row is padded on the left, <emb> last in both.
     assert batch["attention_mask"][1].tolist()[0] == 0 and batch["input_ids"][1, -1] == model.ids.emb
-    # Empty thought (dropout): only the eos is learned.
-    assert [t for t in batch["labels"][1].tolist() if t != -100] == [model.ids.eos]
+
+
+def test_dropped_thought_is_thought_then_emb_with_no_target(model):
+    """A dropped (or empty) thought, next to the reference code's layout: its collator appends the thought
+    text with the eos to ``<query>{q}</query><thought>``, so an empty thought leaves ``<thought><emb>``, and
+    labels everything up to ``<thought>`` and the final ``<emb>`` as -100: nothing is left to learn."""
+    batch = train_data.collate([{"query": "what is a cell ?", "thought": "a cell is small", "positives": ["p"],
+                                 "negatives": ["n"]}], model.tokenizer, SequenceConfig(thought_dropout=1.0), 2,
+                               random.Random(0))
+    assert batch.stats["thought_dropped"] == 1
+    ids, labels = batch.query["input_ids"][0].tolist(), batch.query["labels"][0].tolist()
+    official = ["<query>", "what", "is", "a", "cell", "?", "</query>", "<thought>", "<emb>"]
+    print("\ndropped thought:", list(zip(tokens(model, ids), labels)))
+    assert tokens(model, ids) == official
+    assert labels == [-100] * len(official)
+    # No generation target at all: the generation loss of such a batch is zero, not an eos loss.
+    gen, _ = model.query_pass(batch.query)
+    assert gen.item() == 0.0
 
 
 def test_lengths_are_cut_as_the_paper_says(model):
