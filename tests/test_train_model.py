@@ -265,20 +265,30 @@ def test_two_emb_pass_gives_query_only_and_thought_embeddings(tiny_dir):
     out.loss.backward()
 
 
-def test_distillation_term_follows_teacher():
+def test_distillation_term_is_the_reference_kl_div_by_hand():
     from train.losses import distillation
 
     scores = torch.tensor([[5.0, 1.0, 0.0]])
-    agree = distillation(scores, torch.tensor([[5.0, 1.0, 0.0]]), 1.0)
-    disagree = distillation(scores, torch.tensor([[0.0, 1.0, 5.0]]), 1.0)
-    assert agree.abs() < 1e-6 and disagree > 1.0
+    teacher = torch.tensor([[5.0, 1.0, 0.0]])
+    p = torch.softmax(teacher, -1)
+    # -Σ p·log softmax(student): KL(p ‖ student) plus the teacher's entropy.
+    torch.testing.assert_close(distillation(scores, teacher, 1.0), -(p * torch.log_softmax(scores, -1)).sum())
+    entropy = -(p * p.log()).sum()
+    torch.testing.assert_close(distillation(scores, teacher, 1.0), entropy)  # agreeing: KL is 0
+    assert distillation(scores, torch.tensor([[0.0, 1.0, 5.0]]), 1.0) > entropy + 1.0
+    torch.manual_seed(0)
     q = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
     d = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
     cfg = LossConfig(group_size=3, distill_weight=0.5)
-    with_teacher = joint_loss([q], d, torch.tensor(1.0), 3, cfg, teacher=torch.randn(2, 3))
-    assert with_teacher.distill is not None
-    torch.testing.assert_close(with_teacher.loss,
-                               joint_loss([q], d, torch.tensor(1.0), 3, cfg).loss + 0.5 * with_teacher.distill)
+    teacher = torch.randn(2, 3)
+    with_teacher = joint_loss([q], d, torch.tensor(1.0), 3, cfg, teacher=teacher)
+    own = torch.einsum("qd,qgd->qg", q, d.view(2, 3, 8)) / 0.02
+    by_hand = -(torch.softmax(teacher, -1) * torch.log_softmax(own, -1)).sum(-1).mean()
+    torch.testing.assert_close(with_teacher.distill, by_hand)
+    # As the reference code: λ·(contrastive + w·distill) + (1 − λ)·generation.
+    torch.testing.assert_close(with_teacher.loss, 0.8 * (with_teacher.contrastive + 0.5 * by_hand) + 0.2 * 1.0)
+    assert joint_loss([q], d, torch.tensor(1.0), 3, LossConfig(group_size=3, distill_weight=0.0),
+                      teacher=teacher).distill is None
 
 
 def test_cli_prints_and_rejects_train_configs(capsys):

@@ -23,9 +23,14 @@ class LossConfig(Section):
     """Gather every worker's passage embeddings (with gradients) as extra negatives."""
     contrastive_weight: float = Field(0.8, ge=0.0, le=1.0)
     """λ in ``λ·contrastive + (1−λ)·generation``."""
-    distill_weight: float = Field(0.0, ge=0.0)
-    """Weight of the KL distillation term when rows carry ``teacher_scores`` (0: off)."""
+    mask_shared_positives: bool = True
+    """Leave out of a query's negatives every passage with the text or id of one of its positives (queries
+    sharing a gold passage, repeats). The reference code does not (``false`` reproduces it)."""
+    distill_weight: float = Field(1.0, ge=0.0)
+    """Weight ``w`` of the KL distillation term, used when the rows carry ``teacher_scores`` (0: off). The
+    reference recipe trains with distillation on, ``w`` 1, inside ``λ·(contrastive + w·distill)``."""
     distill_temperature: float = Field(1.0, gt=0)
+    """Softmax temperature of the teacher scores (the reference code: 1, the raw scores)."""
 
 
 class LoraConfig(Section):
