@@ -304,3 +304,34 @@ def test_cli_prints_and_rejects_train_configs(capsys):
     assert "loss.group_size" in capsys.readouterr().err
     assert main(["train", "-d", "/nonexistent/data", "-m", "/nonexistent/model"]) == 2
     assert "data:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("train_new_tokens", [False, True])
+def test_lora_and_the_new_tokens(tiny_dir, train_new_tokens):
+    """As the reference code, LoRA leaves the four new tokens' rows at their resizing initialisation;
+    ``lora.train_new_tokens`` trains those rows (and no other row of the matrices)."""
+    from train.config import TrainConfig
+    from train.worker import build_model
+
+    cfg = TrainConfig(lora={"r": 4, "alpha": 8, "train_new_tokens": train_new_tokens},
+                      deepspeed={"gradient_checkpointing": False})
+    torch.manual_seed(0)
+    model = build_model(cfg, tiny_dir)
+    new = [model.ids.query_open, model.ids.query_close, model.ids.thought, model.ids.emb]
+    emb_before = model.lm.get_input_embeddings().weight.detach().clone()
+    head_before = model.lm.get_output_embeddings().weight.detach().clone()
+    batch = train_data.collate([{"query": "what is a cell", "thought": "cells are small", "positives": ["p"],
+                                 "negatives": ["n"]}], model.tokenizer, SequenceConfig(thought_dropout=0.0), 2,
+                               random.Random(0))
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+    gen, q, d = model(batch.query, batch.docs)
+    joint_loss(q, d, gen, batch.group_size, LossConfig(group_size=2)).loss.backward()
+    optimizer.step()
+    lm = model.merged_lm()
+    emb_rows = (lm.get_input_embeddings().weight != emb_before).any(dim=1).nonzero().flatten().tolist()
+    head_rows = (lm.get_output_embeddings().weight != head_before).any(dim=1).nonzero().flatten().tolist()
+    if train_new_tokens:
+        # <emb> ends every sequence, so only its LM-head row and the others' input rows get a gradient here
+        assert set(emb_rows) | set(head_rows) == set(new) and set(emb_rows) <= set(new) >= set(head_rows)
+    else:
+        assert emb_rows == head_rows == []

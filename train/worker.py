@@ -48,10 +48,16 @@ def build_model(cfg: TrainConfig, model_dir: str) -> O1Model:
         from peft import LoraConfig as PeftLoraConfig
         from peft import get_peft_model
 
+        new_tokens = None
+        if cfg.lora.train_new_tokens:
+            names = {id(m): n.rsplit(".", 1)[-1] for n, m in model.lm.named_modules()}
+            ids = [model.ids.query_open, model.ids.query_close, model.ids.thought, model.ids.emb]
+            new_tokens = {names[id(model.lm.get_input_embeddings())]: ids,
+                          names[id(model.lm.get_output_embeddings())]: ids}
         model.lm = get_peft_model(model.lm, PeftLoraConfig(
             r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
             target_modules=cfg.lora.target_modules, modules_to_save=cfg.lora.modules_to_save or None,
-            task_type="CAUSAL_LM",
+            trainable_token_indices=new_tokens, task_type="CAUSAL_LM",
         ))
     return model
 
