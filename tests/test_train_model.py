@@ -300,6 +300,7 @@ def test_cli_prints_and_rejects_train_configs(capsys):
     assert main(["train", "-c", os.path.join(CONFIG_DIR, "paper_qwen2.5-7b.yaml"), "--print-config", "-z", "3"]) == 0
     printed = capsys.readouterr().out
     assert "zero_stage: 3" in printed and "temperature: 0.02" in printed and "group_size: 16" in printed
+    assert "distill_weight: 1.0" in printed  # the paper recipe trains with distillation where scores exist
     assert main(["train", "loss.group_size=0"]) == 2
     assert "loss.group_size" in capsys.readouterr().err
     assert main(["train", "-d", "/nonexistent/data", "-m", "/nonexistent/model"]) == 2
