@@ -69,10 +69,10 @@ def text_key(text: str) -> int:
     return int.from_bytes(digest, "big") >> 2
 
 
-def passage_keys(texts: Sequence[str], ids: Sequence[str] | None) -> list[tuple[int, int]]:
-    """(text key, id key) of each passage; ``NO_ID`` where ids are unknown."""
-    return [(text_key(t), text_key("id\x1f" + ids[i]) if ids and i < len(ids) and ids[i] else NO_ID)
-            for i, t in enumerate(texts)]
+def passage_keys(texts: Sequence[str], ids: Sequence[str]) -> list[tuple[int, int]]:
+    """(text key, id key) of each passage; ``NO_ID`` where its id is unknown (empty)."""
+    return [(text_key(t), text_key("id\x1f" + i) if i else NO_ID) for t, i in zip(texts, ids)]
+
 
 def reject_reason(row: dict[str, Any]) -> str | None:
     """Why a training row cannot be used (it is skipped and counted), or None."""
@@ -87,7 +87,7 @@ def sample_group(positives: Sequence[str], negatives: Sequence[str], group_size:
                  rng: random.Random) -> tuple[list[str], list[int]]:
     """One positive and ``group_size - 1`` hard negatives (repeated when too few); also their row indices.
 
-    Indices count positives first, then negatives, as ``teacher_scores`` does. Without any negative the
+    Indices count the given positives first, then the given negatives. Without any negative the
     group's other slots are left to in-batch negatives (the group is just the positive).
     """
     pos_choices = [i for i, p in enumerate(positives) if p and p.strip()]

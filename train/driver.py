@@ -114,7 +114,7 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    rows_ref = ray.put(table)
+    rows_ref = ray.put(table)  # the workers read this shared copy; the driver lets its own go
     del table
     storage_url = cfg.storage_path or storage.join(cfg.output, "ray")
     storage_fs, storage_path = storage.resolve(storage_url)
