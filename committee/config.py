@@ -37,8 +37,8 @@ class BM25Member(BM25Config):
 class DenseMember(DenseEncoderConfig):
     """A dense member: cosine(gold document, thought) x 100 on normalised embeddings.
 
-    The gold document takes ``query_prefix`` and the thoughts ``document_prefix`` (the reference code
-    gives the gold document the model's query prompt)."""
+    The gold document takes ``query_prefix`` and the thoughts ``document_prefix``; both are empty by
+    default, as the reference code encodes both sides without a prompt."""
 
     kind: Literal["dense"] = "dense"
     name: str = "all-MiniLM-L6-v2"

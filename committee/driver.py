@@ -35,6 +35,13 @@ def output_urls(output: str) -> dict[str, str]:
     return {name: storage.join(output, name) for name in ("training", "committee_scores", "rejects")}
 
 
+def teacher_scores(rows: pa.Table) -> list[list[float] | None]:
+    """Each row's ``pos_scores + neg_scores`` (the training set's teacher scores, as the reference vote
+    keeps every field of its input rows); None unless the row has both."""
+    return [None if p is None or n is None else p + n
+            for p, n in zip(rows.column("pos_scores").to_pylist(), rows.column("neg_scores").to_pylist())]
+
+
 def vote_shard(cfg: CommitteeConfig, shard: Shard, scores: ShardScores,
                training: pa.Table) -> tuple[pa.Table, pa.Table]:
     """The shard's ``committee_scores`` and ``training`` rows."""
@@ -55,8 +62,9 @@ def vote_shard(cfg: CommitteeConfig, shard: Shard, scores: ShardScores,
     training_rows = pa.table({
         "query_id": rows.column("query_id"), "query": rows.column("query"),
         "thought": pa.array(selected_thoughts, type=pa.string()),
-        "positives": rows.column("positives"), "negatives": rows.column("negatives"),
-        "teacher_scores": pa.nulls(len(shard.groups), type=schemas.FLOATS),
+        "positive_ids": rows.column("positive_ids"), "positives": rows.column("positives"),
+        "negative_ids": rows.column("negative_ids"), "negatives": rows.column("negatives"),
+        "teacher_scores": pa.array(teacher_scores(rows), type=schemas.FLOATS),
     })
     committee_scores = (pa.Table.from_pylist(score_rows, schema=schemas.COMMITTEE_SCORES.arrow)
                         if score_rows else schemas.COMMITTEE_SCORES.empty())

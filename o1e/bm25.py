@@ -2,7 +2,8 @@
 
 Tokenisation is explicit config, because it moves BM25 figures more than k1 and b do. The defaults here
 mimic Lucene's English analyzer (word tokens, lower case, its 33 stop words, Porter stemming); the
-paper's committee uses the plain form (lower case, split on white space), which ``PAPER_TOKENIZER`` names.
+paper's committee uses the plain form of the reference code, ``text.strip().lower().split(" ")`` (single
+spaces only: runs of spaces give empty tokens, newlines stay inside tokens), which ``PAPER_TOKENIZER`` names.
 """
 
 from __future__ import annotations
@@ -18,22 +19,23 @@ from o1e.config import Section
 
 class TokenizerConfig(Section):
     lowercase: bool = True
-    split: Literal["words", "whitespace"] = "words"
-    """``words``: runs of letters and digits (regex ``\\w+``); ``whitespace``: ``str.split()``."""
+    split: Literal["words", "whitespace", "space"] = "words"
+    """``words``: runs of letters and digits (regex ``\\w+``); ``whitespace``: ``str.split()``; ``space``:
+    ``str.strip().split(" ")``, the reference committee code's tokenisation."""
     stopwords: Literal["none", "lucene_en"] = "lucene_en"
     """``lucene_en``: Lucene's English stop set (33 words, as shipped by bm25s)."""
     stemmer: Literal["none", "porter", "english"] = "porter"
     """Snowball stemmers from PyStemmer: ``porter`` is Lucene's PorterStemFilter, ``english`` is Porter2."""
 
     def describe(self) -> str:
-        parts = ["lower-cased" if self.lowercase else "case kept",
-                 "\\w+ tokens" if self.split == "words" else "white-space split",
+        split = {"words": "\\w+ tokens", "whitespace": "white-space split", "space": "split on single spaces"}
+        parts = ["lower-cased" if self.lowercase else "case kept", split[self.split],
                  "Lucene English stop words" if self.stopwords == "lucene_en" else "no stop words",
                  f"{self.stemmer} stemmer" if self.stemmer != "none" else "no stemming"]
         return ", ".join(parts)
 
 
-PAPER_TOKENIZER = TokenizerConfig(lowercase=True, split="whitespace", stopwords="none", stemmer="none")
+PAPER_TOKENIZER = TokenizerConfig(lowercase=True, split="space", stopwords="none", stemmer="none")
 
 
 class Tokenizer:
@@ -55,7 +57,12 @@ class Tokenizer:
     def __call__(self, text: str) -> list[str]:
         if self.config.lowercase:
             text = text.lower()
-        tokens = self._WORDS.findall(text) if self.config.split == "words" else text.split()
+        if self.config.split == "words":
+            tokens = self._WORDS.findall(text)
+        elif self.config.split == "whitespace":
+            tokens = text.split()
+        else:
+            tokens = text.strip().split(" ")
         if self.stopwords:
             tokens = [t for t in tokens if t not in self.stopwords]
         if self.stemmer is not None:

@@ -38,7 +38,11 @@ class DatasetSchema:
         )
 
     def conform(self, table: pa.Table) -> pa.Table:
-        """The table with exactly this schema's columns, in order and type; a clear error otherwise."""
+        """The table with exactly this schema's columns, in order and type; a clear error otherwise. A
+        nullable column the table lacks is filled with nulls (optional data its writer does not have)."""
+        for col in self.columns:
+            if col.nullable and col.name not in table.column_names:
+                table = table.append_column(col.name, pa.nulls(table.num_rows, type=col.type))
         missing = [c.name for c in self.columns if c.name not in table.column_names]
         if missing:
             raise ValueError(f"{self.name} dataset: missing column(s) {missing}; got {table.column_names}")
@@ -126,7 +130,7 @@ THOUGHTS = DatasetSchema(
 )
 
 TRAINING_ROWS = DatasetSchema(
-    "training_rows", 1,
+    "training_rows", 2,
     "Training queries with their positive passages and mined hard negatives (input of synthesis).",
     (
         Column("query_id", pa.string(), "query `_id`"),
@@ -135,6 +139,10 @@ TRAINING_ROWS = DatasetSchema(
         Column("positives", STRINGS, "positive passages (`title + ' ' + text`)"),
         Column("negative_ids", STRINGS, "corpus ids of the hard negatives (empty when unknown)"),
         Column("negatives", STRINGS, "hard-negative passages"),
+        Column("pos_scores", FLOATS, "teacher scores of the positives, as the input rows carried them "
+               "(MS MARCO style `pos_scores`); null when unknown", nullable=True),
+        Column("neg_scores", FLOATS, "teacher scores of the negatives (`neg_scores`); null when unknown or "
+               "when the negatives were mined", nullable=True),
     ),
 )
 
@@ -154,15 +162,18 @@ CANDIDATES = DatasetSchema(
 )
 
 TRAINING = DatasetSchema(
-    "training", 1,
+    "training", 2,
     "What the trainer reads: each query with the thought the committee chose (output of the committee).",
     (
         Column("query_id", pa.string(), "query `_id`"),
         Column("query", pa.string(), "query text"),
         Column("thought", pa.string(), "the selected thought"),
+        Column("positive_ids", STRINGS, "corpus ids of the positive passages (empty when unknown)"),
         Column("positives", STRINGS, "positive passages"),
+        Column("negative_ids", STRINGS, "corpus ids of the hard negatives (empty when unknown)"),
         Column("negatives", STRINGS, "hard-negative passages"),
-        Column("teacher_scores", FLOATS, "optional teacher scores over positives + negatives (KL distillation)",
+        Column("teacher_scores", FLOATS, "teacher scores over positives + negatives, in that order (KL "
+               "distillation): `pos_scores + neg_scores` of the training rows; null when unknown",
                nullable=True),
     ),
 )

@@ -2,7 +2,9 @@
 
 Query side:    [bos] <query> q[:32] </query> <thought> thought <eos> <emb>     (max 256, left padded)
   two-emb:     [bos] <query> q[:32] <emb> <thought> thought <eos> <emb>
-Labels:        the thought tokens and the eos; everything else (prompt, <emb>, padding) is -100.
+  no thought:  [bos] <query> q[:32] </query> <thought> <emb>                  (dropped, or eval's k=0)
+Labels:        the thought tokens and the eos; everything else (prompt, <emb>, padding) is -100. Without a
+               thought nothing is labelled, as the reference code builds it (its eos comes with the thought).
 Document side: [bos] passage[:192] <emb>
 Left padding puts every sequence's final ``<emb>`` at the last position.
 """
@@ -88,8 +90,11 @@ def query_prompt_ids(query_tokens: list[int], ids: TokenIds, cfg: SequenceConfig
 
 def query_sequence(query_tokens: list[int], thought_tokens: list[int], ids: TokenIds,
                    cfg: SequenceConfig) -> tuple[list[int], list[int], bool]:
-    """(input_ids, labels, thought_was_cut) of one query + thought, ``<emb>`` last."""
+    """(input_ids, labels, thought_was_cut) of one query + thought, ``<emb>`` last; an empty thought gives
+    ``prompt <emb>`` with no label."""
     prompt = query_prompt_ids(query_tokens, ids, cfg)
+    if not thought_tokens:
+        return prompt + [ids.emb], [IGNORE] * (len(prompt) + 1), False
     room = cfg.max_length - len(prompt) - 2  # eos + <emb>
     cut = len(thought_tokens) > room
     thought = thought_tokens[: max(room, 0)]

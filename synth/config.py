@@ -2,7 +2,8 @@
 
 Every default is the paper's recipe (PAPER.md section 1): 3 candidates per query, each from its own prompt
 with 3 freshly drawn in-context examples, the examples block cut at 20,480 characters, max_tokens 512,
-temperature and top-p left to the engine's defaults.
+temperature and top-p left to the engine's defaults (for Llama-3.1-70B-Instruct under vLLM: its
+generation_config.json, temperature 0.6, top-p 0.9; see ``o1e.llm.config.SamplingConfig``).
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ class PromptConfig(Section):
         "do not repeat the query: just give the response."
     )
     task: str = "Think about a plausible response to address the query."
-    template: str = "Task:\n{task}\n\nExamples:\n{examples}\n\nQuery:\n{query}\nResponse:"
-    """Four blocks in the paper's order: task line, in-context examples, the query, an open Response slot."""
+    template: str = "Task: \n{task}\n\nExamples: \n{examples}\n\nQuery: \n{query}\nResponse: "
+    """Four blocks in the paper's order: task line, in-context examples, the query, an open Response slot;
+    character for character the reference code's template (a space ends each heading line and the prompt)."""
     example_template: str = "Query: {query}\nResponse: {response}"
     """One in-context example: a training query and its first positive passage as the response."""
     example_separator: str = "\n"

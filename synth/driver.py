@@ -122,7 +122,8 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
                 engine.close()
     model = engine.model_name if engine is not None else (cfg.engine.served_name or cfg.engine.model
                                                           if cfg.engine.kind == "vllm" else cfg.engine.model)
-    summary = report.build_summary(cfg, stats, model, run_fp, time.perf_counter() - started)
+    summary = report.build_summary(cfg, stats, model, run_fp, time.perf_counter() - started,
+                                   engine.info if engine is not None else {})
     extra = {"summary": summary}
     if cfg.incremental:
         url = storage.join(cfg.output, "candidates")
@@ -206,7 +207,7 @@ def _shard_tables(cfg: SynthConfig, model: str, results: list[GenerationResult],
         stats.prompt_tokens += r.prompt_tokens
         stats.completion_tokens += r.completion_tokens
         stats.examples_dropped += r.fallbacks_used  # each fallback prompt has one trailing example fewer
-        rows.append({"query_id": query_id, "candidate_index": int(index), "thought": r.text,
+        rows.append({"query_id": query_id, "candidate_index": int(index), "thought": r.text.strip(),
                      "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens,
                      "completion_tokens": r.completion_tokens, "model": model,
                      "prompt_fingerprint": r.prompt_fingerprint})

@@ -28,6 +28,8 @@ class Row:
     positives: list[str]
     negative_ids: list[str] = field(default_factory=list)
     negatives: list[str] = field(default_factory=list)
+    pos_scores: list[float] | None = None
+    neg_scores: list[float] | None = None
 
 
 @dataclass
@@ -61,6 +63,20 @@ def load_beir(cfg: PrepareConfig) -> Source:
     return Source(rows, data.corpus.ids, data.corpus.passages(), rejects)
 
 
+def teacher_scores(obj: dict, key: str, count: int) -> list[float] | None:
+    """A row's ``pos_scores`` / ``neg_scores`` (teacher scores for distillation), one per passage; None when
+    the row has none."""
+    scores = obj.get(f"{key}_scores")
+    if scores is None:
+        return None
+    if not isinstance(scores, list) or len(scores) != count:
+        raise ValueError(f"{key}_scores must be a list with as many entries as {key}")
+    try:
+        return [float(s) for s in scores]
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}_scores must be numbers") from None
+
+
 def load_jsonl(cfg: PrepareConfig) -> Source:
     src = cfg.dataset
     rows, rejects = [], []
@@ -79,6 +95,7 @@ def load_jsonl(cfg: PrepareConfig) -> Source:
                 neg_ids = [str(i) for i in obj.get("neg_id") or [text_id(p) for p in neg]]
                 if len(pos_ids) != len(pos) or len(neg_ids) != len(neg):
                     raise ValueError("pos_id/neg_id must have as many entries as pos/neg")
+                pos_scores, neg_scores = teacher_scores(obj, "pos", len(pos)), teacher_scores(obj, "neg", len(neg))
             except ValueError as err:
                 message = f"{src.path} line {number}: {err}"
                 if src.on_bad_line == "error":
@@ -89,7 +106,7 @@ def load_jsonl(cfg: PrepareConfig) -> Source:
             if not pos:
                 rejects.append(_reject(src.path, query_id, "missing_positive", f"line {number}: empty 'pos'"))
                 continue
-            rows.append(Row(query_id, obj["query"], pos_ids, pos, neg_ids, neg))
+            rows.append(Row(query_id, obj["query"], pos_ids, pos, neg_ids, neg, pos_scores, neg_scores))
             corpus.update(zip(pos_ids, pos))
             corpus.update(zip(neg_ids, neg))
     if src.corpus:
@@ -160,6 +177,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
                 picked = pick_negatives(row, ranked, source.corpus_ids, cfg.mining)
                 row.negative_ids = [source.corpus_ids[j] for j in picked]
                 row.negatives = [source.corpus_texts[j] for j in picked]
+                row.neg_scores = None  # mined: no teacher scored them
 
     lineage = {"config": cfg.model_dump(mode="json"), "config_fingerprint": cfg.fingerprint(),
                "parents": [{"url": src.path, "split": src.split, "format": kind}]}
@@ -170,7 +188,9 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         writer.commit_shard(f"{number:06d}", pa.Table.from_pylist([r.__dict__ for r in part]))
     summary = {
         "source": src.path, "format": kind, "split": src.split, "rows": len(source.rows),
-        "passed_through": len(source.rows) - len(to_mine), "mined": len(to_mine) if cfg.mining.method != "none" else 0,
+        "passed_through": len(source.rows) - len(to_mine),
+        "with_teacher_scores": sum(r.pos_scores is not None and r.neg_scores is not None for r in source.rows),
+        "mined": len(to_mine) if cfg.mining.method != "none" else 0,
         "mining": cfg.mining.method, "negatives_per_row": cfg.mining.count, "depth": cfg.mining.depth,
         "corpus": len(source.corpus_ids), "rejects": len(source.rejects),
         "elapsed_s": round(time.perf_counter() - started, 3),

@@ -12,9 +12,18 @@ from o1e.provenance import code_version
 console = Console(highlight=False)
 
 
-def build_summary(cfg, stats, model: str, run_fp: str, elapsed_s: float) -> dict:
+def resolved_sampling(cfg, engine_info: dict) -> dict:
+    """The temperature and top-p requests were sampled with: the config's, else what the engine resolved
+    "its default" to (vLLM: the model's generation_config.json); ``"server default"`` where an endpoint
+    does not say."""
+    return {key: getattr(cfg.sampling, key) if getattr(cfg.sampling, key) is not None
+            else engine_info.get(key, "server default") for key in ("temperature", "top_p")}
+
+
+def build_summary(cfg, stats, model: str, run_fp: str, elapsed_s: float, engine_info: dict) -> dict:
     tokens_per_s = stats.completion_tokens / stats.generation_s if stats.generation_s else 0.0
     return {
+        "sampling": resolved_sampling(cfg, engine_info),
         "input": cfg.input, "output": cfg.output, "model": model, "engine": cfg.engine.kind,
         "num_candidates": cfg.num_candidates, "config_fingerprint": run_fp, "code_version": code_version(),
         "rows_in": stats.rows_in, "rows_resumed": stats.rows_resumed, "rows_processed": stats.rows_processed,

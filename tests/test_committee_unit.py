@@ -240,7 +240,7 @@ def test_config_defaults_are_the_papers_recipe_with_offline_members():
     assert all(m.weight == 1.0 for m in cfg.members)
     bm25 = cfg.members[0]
     assert (bm25.backend, bm25.tokenizer.split, bm25.tokenizer.lowercase, bm25.tokenizer.stemmer,
-            bm25.tokenizer.stopwords) == ("rank_bm25", "whitespace", True, "none", "none")
+            bm25.tokenizer.stopwords) == ("rank_bm25", "space", True, "none", "none")
     assert cfg.members[1].max_length == 512 and cfg.members[1].normalize is True
 
 
@@ -265,6 +265,11 @@ def test_example_configs_load():
     for path in paths:
         cfg = load_config(CommitteeConfig, path)
         assert cfg.members
+    paper = load_config(CommitteeConfig, os.path.join(here, "committee", "configs", "paper.yaml"))
+    # As the reference vote code: no prompt for any member, on either side (stella's is an option).
+    assert [(m.name, m.query_prefix, m.document_prefix) for m in paper.members if m.kind == "dense"] == [
+        ("bge-large-en-v1.5", "", ""), ("stella_en_1.5B_v5", "", ""), ("gte-large-en-v1.5", "", "")]
+    assert [m.tokenizer.split for m in paper.members if m.kind == "bm25"] == ["space"]
 
 
 # --------------------------------------------------------------------------------------------------

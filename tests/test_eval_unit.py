@@ -65,6 +65,11 @@ def test_tokenizers():
     lucene = Tokenizer(TokenizerConfig())
     assert lucene("The Running dogs, and CATS!") == ["run", "dog", "cat"]
     assert Tokenizer(PAPER_TOKENIZER)("The Running dogs, and CATS!") == ["the", "running", "dogs,", "and", "cats!"]
+    # The reference committee code's strip().lower().split(" "): empty tokens between double spaces, newlines
+    # kept inside tokens; str.split() would give ["a", "b", "c"].
+    text = "  A  b\nC "
+    assert Tokenizer(PAPER_TOKENIZER)(text) == text.strip().lower().split(" ") == ["a", "", "b\nc"]
+    assert Tokenizer(TokenizerConfig(split="whitespace", stopwords="none", stemmer="none"))(text) == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize("backend", ["rank_bm25", "bm25s"])

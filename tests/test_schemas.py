@@ -33,6 +33,15 @@ def test_conform_rejects_nulls_and_extra_columns():
                                            "score": [1.0], "x": [1]}))
 
 
+def test_conform_fills_a_missing_nullable_column_with_nulls():
+    table = pa.table({"query_id": ["q"], "query": ["x"], "positive_ids": [["d"]], "positives": [["p"]],
+                      "negative_ids": [[]], "negatives": [[]]})
+    out = schemas.TRAINING_ROWS.conform(table)
+    assert out.column("pos_scores").to_pylist() == [None] and out.column("neg_scores").null_count == 1
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['negatives'\]"):
+        schemas.TRAINING_ROWS.conform(table.drop(["negatives"]))
+
+
 def test_unknown_schema_name():
     with pytest.raises(KeyError, match="unknown dataset schema"):
         schemas.get("nope")

@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 
+import pytest
+
 from o1e import beir, storage
 from o1e.bm25 import BM25Index
 from o1e.config import load_config
@@ -90,3 +92,26 @@ def test_prepare_to_s3(demo_data, s3_bucket, tmp_path):
     summary, rows = prepare([f"dataset.path={local}", f"output={s3_bucket}/prep", "mining.count=1",
                              "shard_rows=40"])
     assert len(rows) == summary["rows"] and len(storage.read_manifest(f"{s3_bucket}/prep/training_rows").files) == 3
+
+
+def test_jsonl_teacher_scores_are_carried(tmp_path):
+    """MS MARCO style rows with ``pos_scores``/``neg_scores`` keep them (for distillation); rows without
+    them, or whose negatives are mined, carry nulls; scores that do not match the passages are a bad line."""
+    path = tmp_path / "rows.jsonl"
+    lines = [
+        {"query_id": "a", "query": "q a", "pos": ["pa"], "neg": ["na1", "na2"], "pos_scores": [0.9],
+         "neg_scores": [0.2, 0.1]},
+        {"query_id": "b", "query": "q b", "pos": ["pb"], "neg": ["nb1"]},
+        {"query_id": "c", "query": "q c", "pos": ["pc"], "pos_scores": [3]},
+        {"query_id": "d", "query": "q d", "pos": ["pd"], "neg": ["nd"], "pos_scores": [1.0], "neg_scores": [1, 2]},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary, rows = prepare([f"dataset.path={path}", f"output={tmp_path}/out", "dataset.on_bad_line=skip",
+                             "mining.count=1", "mining.depth=2"])
+    by_id = {r["query_id"]: r for r in rows}
+    assert by_id["a"]["pos_scores"] == pytest.approx([0.9]) and by_id["a"]["neg_scores"] == pytest.approx([0.2, 0.1])
+    assert by_id["b"]["pos_scores"] is None and by_id["b"]["neg_scores"] is None
+    assert by_id["c"]["pos_scores"] == [3.0] and by_id["c"]["neg_scores"] is None and by_id["c"]["negatives"]
+    assert "d" not in by_id and summary["rejects"] == 1 and summary["with_teacher_scores"] == 1
+    rejects = storage.read_table(f"{tmp_path}/out/rejects").to_pylist()
+    assert "neg_scores must be a list with as many entries as neg" in rejects[0]["detail"]

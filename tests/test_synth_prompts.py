@@ -34,13 +34,14 @@ def test_paper_template_on_text():
         "You are a helpful assistant. Follow the task description. Never ask for clarification and "
         "do not repeat the query: just give the response.")}
     assert user["role"] == "user"
-    # Four blocks in the paper's order: task line, in-context examples, the query, an open Response slot.
+    # Four blocks in the paper's order: task line, in-context examples, the query, an open Response slot,
+    # with the reference template's trailing spaces ("Task: ", "Examples: ", "Query: ", "Response: ").
     assert user["content"] == (
-        "Task:\nThink about a plausible response to address the query.\n\n"
-        "Examples:\n"
+        "Task: \nThink about a plausible response to address the query.\n\n"
+        "Examples: \n"
         "Query: what is dna\nResponse: DNA is a molecule.\n"
         "Query: who wrote hamlet\nResponse: Shakespeare.\n\n"
-        "Query:\ndoes aspirin thin blood\nResponse:"
+        "Query: \ndoes aspirin thin blood\nResponse: "
     )
 
 
@@ -52,7 +53,7 @@ def test_examples_block_cut_at_20480_characters():
     assert len(block) == 20_480
     assert block == "\n".join(f"Query: query {i}\nResponse: {'x' * 9_000}" for i in range(3))[:20_480]
     user = P.user_message(cfg, "q", long)
-    assert user.endswith("\n\nQuery:\nq\nResponse:") and block in user
+    assert user.endswith("\n\nQuery: \nq\nResponse: ") and block in user
 
 
 def test_text_and_example_count_come_from_config():
@@ -187,3 +188,15 @@ def test_cli_parses_synth_steps(capsys):
     out = capsys.readouterr().out
     assert "count: 7" in out and "depth: 50" in out
     assert main(["synth", "run", "engine.kind=nope"]) == 2
+
+
+def test_summary_names_the_sampling_values_used():
+    from synth.config import SynthConfig
+    from synth.report import resolved_sampling
+
+    unset = SynthConfig()
+    # vLLM resolves "the engine's default" from the model's generation config and reports it.
+    assert resolved_sampling(unset, {"temperature": 0.6, "top_p": 0.9}) == {"temperature": 0.6, "top_p": 0.9}
+    assert resolved_sampling(unset, {}) == {"temperature": "server default", "top_p": "server default"}
+    assert resolved_sampling(SynthConfig(sampling={"temperature": 0.2}), {"temperature": 0.6, "top_p": 0.9}) == {
+        "temperature": 0.2, "top_p": 0.9}

@@ -1,5 +1,6 @@
 """``o1e train`` end to end: 2 Ray Train workers on CPU (gloo) running DeepSpeed ZeRO-2 with LoRA on a
-tiny randomly initialised Llama, trained on a small overfitting set built from the bundled SciFact slice.
+tiny randomly initialised Llama, trained on a small overfitting set built from the bundled SciFact slice
+(for the main run: MS MARCO-style rows with teacher scores through ``synth prepare`` and ``o1e vote``).
 
 The model is random at the start; a rise in accuracy here shows the training loop learns, nothing about
 the quality of a real O1 Embedder.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import threading
 import time
@@ -17,12 +19,19 @@ import pyarrow as pa
 import pytest
 import torch
 
-from o1e import storage
+from committee.config import BM25Member, CommitteeConfig
+from committee.driver import run_committee
+from o1e import schemas, storage
 from o1e.config import ConfigError, load_config
 from o1e.o1model import O1Model
+from o1e.provenance import fingerprint
 from o1e.tiny import make_random_lm
+from synth.config import PrepareConfig
+from synth.prepare import run_prepare
 from train.config import TrainConfig
+from train.data import collate, epoch_steps, training_steps
 from train.driver import run_train
+from train.losses import distillation
 from train.tiny import scifact_training_table
 
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/o1e/torch_extensions"))
@@ -39,14 +48,42 @@ def base_model(tmp_path_factory) -> str:
     return make_random_lm(str(tmp_path_factory.mktemp("base") / "llama"), hidden=64, layers=2)
 
 
-def training_data(path: str, bad_rows: bool = False) -> pa.Table:
+def training_data(path: str) -> pa.Table:
     table = scifact_training_table(num_queries=16, negatives=7)
-    if bad_rows:
-        rows = table.to_pylist()
-        rows[1]["thought"] = ""  # kept: an empty thought is what thought dropout produces
-        rows[2]["thought"] = "long " * 2000  # kept, cut to fit 256 tokens
-        rows.append({**rows[3], "query_id": "no-positive", "positives": []})  # skipped, sent to rejects
-        table = pa.Table.from_pylist(rows, schema=table.schema)
+    storage.write_table(path, table, "training")
+    return table
+
+
+def voted_training_data(root, path: str) -> pa.Table:
+    """MS MARCO-style JSONL rows with teacher scores -> ``synth prepare`` -> ``o1e vote`` (BM25 member, three
+    candidates a query) -> the ``training`` dataset, plus bad rows the trainer must skip or cut."""
+    lines = []
+    for row in scifact_training_table(num_queries=16, negatives=7).to_pylist():
+        lines.append({"query_id": row["query_id"], "query": row["query"], "pos": row["positives"],
+                      "pos_id": row["positive_ids"], "neg": row["negatives"], "neg_id": row["negative_ids"],
+                      "pos_scores": [4.0] * len(row["positives"]),
+                      "neg_scores": [float(j % 3) for j in range(len(row["negatives"]))]})
+        lines[-1]["thoughts"] = [row["thought"], "Completely unrelated words about the weather today.",
+                                 "Another generic sentence with no bearing on it."]
+    jsonl = root / "rows.jsonl"
+    jsonl.write_text("".join(json.dumps({k: v for k, v in line.items() if k != "thoughts"}) + "\n"
+                             for line in lines))
+    run_prepare(PrepareConfig(dataset={"path": str(jsonl)}, mining={"method": "none"}, output=str(root / "prep")),
+                show=False)
+    candidates = [{"query_id": line["query_id"], "candidate_index": c, "thought": t, "finish_reason": "stop",
+                   "prompt_tokens": 0, "completion_tokens": len(t.split()), "model": "hand-written",
+                   "prompt_fingerprint": ""} for line in lines for c, t in enumerate(line["thoughts"])]
+    storage.write_table(str(root / "candidates"), pa.Table.from_pylist(candidates), "candidates")
+    run_committee(CommitteeConfig(training_rows=str(root / "prep" / "training_rows"),
+                                  candidates=str(root / "candidates"), members=[BM25Member()], executor="local",
+                                  output=str(root / "committee")), show=False)
+    rows = storage.read_table(str(root / "committee" / "training")).to_pylist()
+    sent = {line["query_id"]: line["pos_scores"] + line["neg_scores"] for line in lines}
+    assert len(rows) == 16 and all(r["teacher_scores"] == sent[r["query_id"]] for r in rows)
+    rows[1]["thought"] = ""  # kept: an empty thought is what thought dropout produces
+    rows[2]["thought"] = "long " * 2000  # kept, cut to fit 256 tokens
+    rows.append({**rows[3], "query_id": "no-positive", "positives": []})  # skipped, sent to rejects
+    table = pa.Table.from_pylist(rows, schema=schemas.TRAINING.arrow)
     storage.write_table(path, table, "training")
     return table
 
@@ -61,7 +98,7 @@ def accuracy(model: O1Model, table: pa.Table) -> float:
 
 def test_train_overfits_and_reloads(ray_cluster, base_model, tmp_path):
     data = str(tmp_path / "data")
-    table = training_data(data, bad_rows=True)
+    table = voted_training_data(tmp_path, data)
     out = str(tmp_path / "run")
     cfg = load_config(TrainConfig, None, [f"data={data}", f"model={base_model}", f"output={out}",
                                           "optim.epochs=8", "checkpoint_every=8", *COMMON])
@@ -75,6 +112,29 @@ def test_train_overfits_and_reloads(ray_cluster, base_model, tmp_path):
     assert mean(last, "contrastive_loss") < 0.5 * mean(first, "contrastive_loss")
     assert mean(last, "contrastive_accuracy") > 0.6  # chance: 1 in 32 passages per worker batch
     assert all(m["tokens_per_s"] > 0 for m in history)
+    assert history[0]["batch_rows"] != history[2]["batch_rows"]  # epoch 2 is another seeded order
+
+    # Distillation ran on the teacher scores the rows carried from prepare through the vote. Its first value
+    # by hand: rank 0's first batch (the same seeded order and sampling), embedded by the model as it was
+    # before the first update (LoRA starts as a no-op; the same seed resizes the embeddings alike).
+    assert all("distill_loss" in m for m in history)
+    usable = pa.Table.from_pylist([r for r in table.to_pylist() if r["positives"]], schema=table.schema)
+    positions = epoch_steps(usable.num_rows, cfg.optim.seed, 0, cfg.num_workers, cfg.optim.batch_size_per_worker)[0][0]
+    tb = collate(usable.take(positions).to_pylist(), O1Model.from_pretrained(base_model).tokenizer, cfg.sequence,
+                 cfg.loss.group_size, random.Random(hash((cfg.optim.seed, 0, 0))))
+    torch.manual_seed(cfg.optim.seed)
+    before = O1Model.from_pretrained(base_model, seq=cfg.sequence)
+    before.eval()
+    with torch.no_grad():
+        _, q = before.query_pass(tb.query)
+        d = before.doc_pass(tb.docs)
+    own = torch.einsum("qd,qgd->qg", q[0], d.view(tb.num_queries, tb.group_size, -1)) / cfg.loss.temperature
+    by_hand = -(torch.softmax(tb.teacher, -1) * torch.log_softmax(own, -1)).sum(-1).mean()
+    torch.testing.assert_close(distillation(own, tb.teacher, 1.0), by_hand)
+    print(f"\nstep 1 distill_loss: logged {history[0]['distill_loss']:.6f}, by hand {by_hand.item():.6f}; "
+          f"step 16: {history[-1]['distill_loss']:.6f}")
+    assert history[0]["distill_loss"] == pytest.approx(by_hand.item(), rel=1e-4, abs=1e-5)
+    assert history[0]["batch_rows"] == fingerprint([r["query_id"] for r in usable.take(positions).to_pylist()], 12)
 
     # Bad input was skipped or cut, counted, and the run went on.
     rejects = storage.read_table(f"{out}/rejects").to_pylist()
@@ -145,6 +205,12 @@ def test_killed_worker_resumes_from_checkpoint(ray_cluster, base_model, tmp_path
     assert [m["step"] for m in history] == list(range(1, 11))  # every step once: none redone, none skipped
     assert history[-1]["resumed_from_step"] == final["resumed_from_step"]
     assert final["rows_seen"] == 5 * 8  # 5 epochs of this worker's 8 rows: no data skipped or repeated
+    # The resumed run trained on exactly the batches an uninterrupted run would have: the seeded order of
+    # every epoch, picked up at the checkpoint's step.
+    rows = storage.read_table(data).to_pylist()
+    planned = [fingerprint([rows[p]["query_id"] for p in positions[0]], 12)
+               for _, _, positions in training_steps(16, cfg.optim.seed, 2, 4, 5)]
+    assert [m["batch_rows"] for m in history] == planned
     assert int(open(pid_file).read()) != killed[0]
 
 

@@ -57,8 +57,24 @@ def test_query_sequence_layout_and_labels(model):
     assert labels[-1] == -100 and labels[:8] == [-100] * 8
     # Left padding: the shorter row is padded on the left, <emb> last in both.
     assert batch["attention_mask"][1].tolist()[0] == 0 and batch["input_ids"][1, -1] == model.ids.emb
-    # Empty thought (dropout): only the eos is learned.
-    assert [t for t in batch["labels"][1].tolist() if t != -100] == [model.ids.eos]
+
+
+def test_dropped_thought_is_thought_then_emb_with_no_target(model):
+    """A dropped (or empty) thought, next to the reference code's layout: its collator appends the thought
+    text with the eos to ``<query>{q}</query><thought>``, so an empty thought leaves ``<thought><emb>``, and
+    labels everything up to ``<thought>`` and the final ``<emb>`` as -100: nothing is left to learn."""
+    batch = train_data.collate([{"query": "what is a cell ?", "thought": "a cell is small", "positives": ["p"],
+                                 "negatives": ["n"]}], model.tokenizer, SequenceConfig(thought_dropout=1.0), 2,
+                               random.Random(0))
+    assert batch.stats["thought_dropped"] == 1
+    ids, labels = batch.query["input_ids"][0].tolist(), batch.query["labels"][0].tolist()
+    official = ["<query>", "what", "is", "a", "cell", "?", "</query>", "<thought>", "<emb>"]
+    print("\ndropped thought:", list(zip(tokens(model, ids), labels)))
+    assert tokens(model, ids) == official
+    assert labels == [-100] * len(official)
+    # No generation target at all: the generation loss of such a batch is zero, not an eos loss.
+    gen, _ = model.query_pass(batch.query)
+    assert gen.item() == 0.0
 
 
 def test_lengths_are_cut_as_the_paper_says(model):
@@ -249,20 +265,30 @@ def test_two_emb_pass_gives_query_only_and_thought_embeddings(tiny_dir):
     out.loss.backward()
 
 
-def test_distillation_term_follows_teacher():
+def test_distillation_term_is_the_reference_kl_div_by_hand():
     from train.losses import distillation
 
     scores = torch.tensor([[5.0, 1.0, 0.0]])
-    agree = distillation(scores, torch.tensor([[5.0, 1.0, 0.0]]), 1.0)
-    disagree = distillation(scores, torch.tensor([[0.0, 1.0, 5.0]]), 1.0)
-    assert agree.abs() < 1e-6 and disagree > 1.0
+    teacher = torch.tensor([[5.0, 1.0, 0.0]])
+    p = torch.softmax(teacher, -1)
+    # -Σ p·log softmax(student): KL(p ‖ student) plus the teacher's entropy.
+    torch.testing.assert_close(distillation(scores, teacher, 1.0), -(p * torch.log_softmax(scores, -1)).sum())
+    entropy = -(p * p.log()).sum()
+    torch.testing.assert_close(distillation(scores, teacher, 1.0), entropy)  # agreeing: KL is 0
+    assert distillation(scores, torch.tensor([[0.0, 1.0, 5.0]]), 1.0) > entropy + 1.0
+    torch.manual_seed(0)
     q = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
     d = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
     cfg = LossConfig(group_size=3, distill_weight=0.5)
-    with_teacher = joint_loss([q], d, torch.tensor(1.0), 3, cfg, teacher=torch.randn(2, 3))
-    assert with_teacher.distill is not None
-    torch.testing.assert_close(with_teacher.loss,
-                               joint_loss([q], d, torch.tensor(1.0), 3, cfg).loss + 0.5 * with_teacher.distill)
+    teacher = torch.randn(2, 3)
+    with_teacher = joint_loss([q], d, torch.tensor(1.0), 3, cfg, teacher=teacher)
+    own = torch.einsum("qd,qgd->qg", q, d.view(2, 3, 8)) / 0.02
+    by_hand = -(torch.softmax(teacher, -1) * torch.log_softmax(own, -1)).sum(-1).mean()
+    torch.testing.assert_close(with_teacher.distill, by_hand)
+    # As the reference code: λ·(contrastive + w·distill) + (1 − λ)·generation.
+    torch.testing.assert_close(with_teacher.loss, 0.8 * (with_teacher.contrastive + 0.5 * by_hand) + 0.2 * 1.0)
+    assert joint_loss([q], d, torch.tensor(1.0), 3, LossConfig(group_size=3, distill_weight=0.0),
+                      teacher=teacher).distill is None
 
 
 def test_cli_prints_and_rejects_train_configs(capsys):
@@ -274,7 +300,39 @@ def test_cli_prints_and_rejects_train_configs(capsys):
     assert main(["train", "-c", os.path.join(CONFIG_DIR, "paper_qwen2.5-7b.yaml"), "--print-config", "-z", "3"]) == 0
     printed = capsys.readouterr().out
     assert "zero_stage: 3" in printed and "temperature: 0.02" in printed and "group_size: 16" in printed
+    assert "distill_weight: 1.0" in printed  # the paper recipe trains with distillation where scores exist
     assert main(["train", "loss.group_size=0"]) == 2
     assert "loss.group_size" in capsys.readouterr().err
     assert main(["train", "-i", "/nonexistent/data", "-m", "/nonexistent/model"]) == 2
     assert "data:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("train_new_tokens", [False, True])
+def test_lora_and_the_new_tokens(tiny_dir, train_new_tokens):
+    """As the reference code, LoRA leaves the four new tokens' rows at their resizing initialisation;
+    ``lora.train_new_tokens`` trains those rows (and no other row of the matrices)."""
+    from train.config import TrainConfig
+    from train.worker import build_model
+
+    cfg = TrainConfig(lora={"r": 4, "alpha": 8, "train_new_tokens": train_new_tokens},
+                      deepspeed={"gradient_checkpointing": False})
+    torch.manual_seed(0)
+    model = build_model(cfg, tiny_dir)
+    new = [model.ids.query_open, model.ids.query_close, model.ids.thought, model.ids.emb]
+    emb_before = model.lm.get_input_embeddings().weight.detach().clone()
+    head_before = model.lm.get_output_embeddings().weight.detach().clone()
+    batch = train_data.collate([{"query": "what is a cell", "thought": "cells are small", "positives": ["p"],
+                                 "negatives": ["n"]}], model.tokenizer, SequenceConfig(thought_dropout=0.0), 2,
+                               random.Random(0))
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+    gen, q, d = model(batch.query, batch.docs)
+    joint_loss(q, d, gen, batch.group_size, LossConfig(group_size=2)).loss.backward()
+    optimizer.step()
+    lm = model.merged_lm()
+    emb_rows = (lm.get_input_embeddings().weight != emb_before).any(dim=1).nonzero().flatten().tolist()
+    head_rows = (lm.get_output_embeddings().weight != head_before).any(dim=1).nonzero().flatten().tolist()
+    if train_new_tokens:
+        # <emb> ends every sequence, so only its LM-head row and the others' input rows get a gradient here
+        assert set(emb_rows) | set(head_rows) == set(new) and set(emb_rows) <= set(new) >= set(head_rows)
+    else:
+        assert emb_rows == head_rows == []

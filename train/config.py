@@ -23,9 +23,14 @@ class LossConfig(Section):
     """Gather every worker's passage embeddings (with gradients) as extra negatives."""
     contrastive_weight: float = Field(0.8, ge=0.0, le=1.0)
     """λ in ``λ·contrastive + (1−λ)·generation``."""
-    distill_weight: float = Field(0.0, ge=0.0)
-    """Weight of the KL distillation term when rows carry ``teacher_scores`` (0: off)."""
+    mask_shared_positives: bool = True
+    """Leave out of a query's negatives every passage with the text or id of one of its positives (queries
+    sharing a gold passage, repeats). The reference code does not (``false`` reproduces it)."""
+    distill_weight: float = Field(1.0, ge=0.0)
+    """Weight ``w`` of the KL distillation term, used when the rows carry ``teacher_scores`` (0: off). The
+    reference recipe trains with distillation on, ``w`` 1, inside ``λ·(contrastive + w·distill)``."""
     distill_temperature: float = Field(1.0, gt=0)
+    """Softmax temperature of the teacher scores (the reference code: 1, the raw scores)."""
 
 
 class LoraConfig(Section):
@@ -36,7 +41,11 @@ class LoraConfig(Section):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     modules_to_save: list[str] = []
-    """Modules trained in full beside the adapters (e.g. ``embed_tokens``, ``lm_head`` for the new tokens)."""
+    """Modules trained in full beside the adapters (e.g. ``embed_tokens``, ``lm_head``)."""
+    train_new_tokens: bool = False
+    """Also train the embedding and LM-head rows of the four O1 tokens (peft trainable tokens; nothing else
+    of those matrices). ``false``, as the reference code: they keep the rows resizing gave them
+    (transformers' mean-resizing initialisation) and only the adapters learn."""
 
 
 class OptimConfig(Section):
@@ -96,6 +105,8 @@ class TrainConfig(StageConfig):
     def _check(self) -> "TrainConfig":
         if not self.loss.in_batch_negatives and self.loss.cross_device_negatives:
             raise ValueError("loss.cross_device_negatives needs loss.in_batch_negatives")
+        if self.lora.train_new_tokens and {"embed_tokens", "lm_head"} & set(self.lora.modules_to_save):
+            raise ValueError("lora.train_new_tokens trains rows of matrices lora.modules_to_save already trains whole")
         if self.sequence.max_length < self.sequence.query_max_tokens + 6:
             raise ValueError("sequence.max_length must leave room for the query and the special tokens")
         return self

@@ -1,5 +1,7 @@
-"""``o1e train``: check the inputs, stream the training dataset through Ray Data shards into a Ray Train
-``TorchTrainer`` whose workers run DeepSpeed, then record the merged model's lineage and a summary."""
+"""``o1e train``: check the inputs, put the usable training rows into the Ray object store (one copy per
+node, shared by its workers), train with a Ray Train ``TorchTrainer`` whose workers run DeepSpeed over a
+seeded order of those rows (``train.data.epoch_steps``), then record the merged model's lineage and a
+summary."""
 
 from __future__ import annotations
 
@@ -10,12 +12,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from o1e import storage
+from o1e import schemas, storage
 from o1e.config import ConfigError
 from o1e.provenance import code_version, directory_fingerprint
 from o1e.ray_utils import init_ray
 from train.config import TrainConfig
-from train.data import reject_reason
+from train.data import reject_reason, steps_per_epoch
 from train.worker import deepspeed_config, train_loop
 
 LINEAGE_FILE = "lineage.json"
@@ -33,6 +35,9 @@ def check_config(cfg: TrainConfig) -> str:
         raise ConfigError(f"data: {err}") from None
     if manifest.schema != "training":
         raise ConfigError(f"data: {cfg.data} holds a {manifest.schema!r} dataset, not 'training'")
+    if manifest.schema_version != schemas.TRAINING.version:
+        raise ConfigError(f"data: {cfg.data} is a 'training' dataset of schema version {manifest.schema_version}; "
+                          f"this code reads version {schemas.TRAINING.version} (rerun the committee stage)")
     if manifest.num_rows < cfg.num_workers:
         raise ConfigError(f"data: {manifest.num_rows} rows cannot feed {cfg.num_workers} workers")
     path = cfg.deepspeed.config_path()
@@ -53,35 +58,33 @@ def check_config(cfg: TrainConfig) -> str:
     return model_dir
 
 
-def scan_rejects(cfg: TrainConfig) -> tuple[int, list[dict[str, Any]], dict[str, list]]:
-    """Stream the dataset once: usable row count, rejected rows (with reasons) and a probe of usable rows."""
-    usable, rejects = 0, []
+def split_rejects(cfg: TrainConfig, table: pa.Table) -> tuple[pa.Table, list[dict[str, Any]], dict[str, list]]:
+    """The usable rows, the rejected ones (with reasons) and a probe of usable rows."""
+    keep, rejects = [], []
     probe: dict[str, list] = {"queries": [], "thoughts": [], "documents": []}
-    for batch in storage.iter_batches(cfg.data, columns=["query_id", "query", "thought", "positives"]):
-        for row in batch.to_pylist():
-            reason = reject_reason(row)
-            if reason:
-                rejects.append({"stage": "train", "source": cfg.data, "row": row["query_id"], "reason": reason,
-                                "detail": "skipped: a training row needs a query and a non-empty positive"})
-                continue
-            usable += 1
-            if len(probe["queries"]) < cfg.probe_size:
-                probe["queries"].append(row["query"])
-                probe["thoughts"].append(row["thought"] or "")
-                probe["documents"].append(next(p for p in row["positives"] if p and p.strip()))
-    return usable, rejects, probe
+    columns = table.select(["query_id", "query", "thought", "positives"]).to_pylist()
+    for row in columns:
+        reason = reject_reason(row)
+        keep.append(reason is None)
+        if reason:
+            rejects.append({"stage": "train", "source": cfg.data, "row": row["query_id"], "reason": reason,
+                            "detail": "skipped: a training row needs a query and a non-empty positive"})
+        elif len(probe["queries"]) < cfg.probe_size:
+            probe["queries"].append(row["query"])
+            probe["thoughts"].append(row["thought"] or "")
+            probe["documents"].append(next(p for p in row["positives"] if p and p.strip()))
+    return table.filter(pa.array(keep, type=pa.bool_())), rejects, probe
 
 
 def plan_steps(cfg: TrainConfig, num_rows: int) -> int:
-    """Optimiser steps: Ray Data splits rows equally, so each worker sees ``num_rows // workers`` rows."""
-    per_worker = num_rows // cfg.num_workers
-    steps = cfg.optim.epochs * math.ceil(per_worker / cfg.optim.batch_size_per_worker)
+    """Optimiser steps: every usable row once per epoch, ``workers × batch_size_per_worker`` rows a step."""
+    steps = cfg.optim.epochs * steps_per_epoch(num_rows, cfg.num_workers, cfg.optim.batch_size_per_worker)
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
 def worker_resources(ray, cfg: TrainConfig) -> tuple[float, float]:
     """CPUs and GPUs per training worker. Unset CPUs: the cluster's shared evenly, but one CPU is left to
-    the Ray Data tasks that feed the workers (on a small machine they would otherwise starve)."""
+    the Ray Train controller and the driver (on a small machine they would otherwise starve)."""
     from o1e.ray_utils import cpus_per_worker, gpus_per_worker
 
     gpus = gpus_per_worker(ray, cfg.ray)
@@ -98,25 +101,21 @@ def _url(storage_url: str, fs_path: str) -> str:
 
 def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     model_dir = check_config(cfg)
-    num_rows = storage.read_manifest(cfg.data).num_rows
-    usable, rejects, probe = scan_rejects(cfg)
+    table, rejects, probe = split_rejects(cfg, storage.read_table(cfg.data, schema_name="training"))
+    num_rows = table.num_rows + len(rejects)
     if rejects:
         storage.write_table(storage.join(cfg.output, "rejects"), pa.Table.from_pylist(rejects), "rejects")
-    if usable == 0:
-        raise ConfigError(f"data: none of the {num_rows} rows of {cfg.data} is usable (see rejects)")
-    total_steps = plan_steps(cfg, num_rows)
+    if table.num_rows < cfg.num_workers:
+        raise ConfigError(f"data: {table.num_rows} usable of the {num_rows} rows of {cfg.data} cannot feed "
+                          f"{cfg.num_workers} workers (see rejects)")
+    total_steps = plan_steps(cfg, table.num_rows)
 
     ray = init_ray(cfg.ray)
-    import ray.data
-    from ray.data import ExecutionOptions
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    manifest = storage.read_manifest(cfg.data)
-    fs, _ = storage.resolve(cfg.data)
-    files = [storage.resolve(storage.join(cfg.data, f["path"]))[1] for f in manifest.files]
-    dataset = ray.data.read_parquet(files, filesystem=fs)
-
+    rows_ref = ray.put(table)  # the workers read this shared copy; the driver lets its own go
+    del table
     storage_url = cfg.storage_path or storage.join(cfg.output, "ray")
     storage_fs, storage_path = storage.resolve(storage_url)
     run_name = f"o1e-train-{cfg.fingerprint()}"
@@ -128,15 +127,13 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
             "config": cfg.model_dump(mode="json"),
             "model_dir": model_dir if not storage.is_s3(cfg.model) else cfg.model,
             "total_steps": total_steps, "threads": threads, "probe": probe, "pid_file": pid_file,
+            "rows": rows_ref,
         },
         torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=cfg.num_workers, use_gpu=gpus > 0,
             resources_per_worker={"CPU": cpus, **({"GPU": gpus} if gpus else {})},
         ),
-        datasets={"train": dataset},
-        # Ordered, equal shards: a resumed worker skips exactly the batches its checkpoint already trained on.
-        dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
         run_config=RunConfig(
             name=run_name, storage_path=storage_path, storage_filesystem=storage_fs,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
@@ -156,7 +153,7 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
         "checkpoint": _url(storage_url, result.checkpoint.path) if result.checkpoint else None,
         "ray_run": storage.join(storage_url, run_name),
         "final_metrics": result.metrics,
-        "rows": {"total": num_rows, "usable": usable, "rejected": len(rejects)},
+        "rows": {"total": num_rows, "usable": num_rows - len(rejects), "rejected": len(rejects)},
     }
     storage.write_json(storage.join(model_url, LINEAGE_FILE), lineage)  # written last: the folder is complete
     from train.report import show_summary

@@ -1,5 +1,6 @@
 """The joint loss of O1 Embedder: InfoNCE over groups + in-batch + cross-device negatives, generation loss,
-optional KL distillation. Pure torch; ``torch.distributed`` only when a process group is running."""
+KL distillation when the rows carry teacher scores. Pure torch; ``torch.distributed`` only when a process
+group is running."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import torch.nn.functional as F
 from train.config import LossConfig
 
 
-def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Every worker's ``x`` concatenated along dim 0 in rank order, with gradients flowing back to each;
-    also where this worker's rows start. Workers may hold different row counts (skipped rows).
+def gather_with_grad(x: torch.Tensor, grad: bool = True) -> tuple[torch.Tensor, int]:
+    """Every worker's ``x`` concatenated along dim 0 in rank order, with gradients flowing back to each
+    (unless ``grad`` is false); also where this worker's rows start. Workers may hold different row counts
+    (an epoch's last step).
 
     The backward of ``torch.distributed.nn.all_gather`` sums the gradients every rank computes for a
     piece; with the optimiser averaging gradients across ranks, the update equals that of the mean loss
@@ -23,13 +25,17 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x, 0
-    from torch.distributed.nn.functional import all_gather
-
     sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
     counts = [int(s.item()) for s in sizes]
     padded = F.pad(x.contiguous(), (0, 0, 0, max(counts) - x.shape[0]))
-    pieces = all_gather(padded)
+    if grad:
+        from torch.distributed.nn.functional import all_gather
+
+        pieces = all_gather(padded)
+    else:
+        pieces = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(pieces, padded)
     offset = sum(counts[: dist.get_rank()])
     return torch.cat([p[:c] for p, c in zip(pieces, counts)], dim=0), offset
 
@@ -43,11 +49,23 @@ class ContrastiveOutput:
     """(queries, group_size) similarity / temperature of each query to its own group."""
 
 
-def info_nce(query: torch.Tensor, docs: torch.Tensor, group_size: int, cfg: LossConfig) -> ContrastiveOutput:
+def shared_positive_mask(doc_keys: torch.Tensor, positive_keys: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(queries, passages) True where a passage has the text or id of one of the query's positives but is
+    not its target: the query's own positive again (another query's copy, or a repeat in a group), never a
+    negative. ``doc_keys``: (passages, 2) text and id keys; ``positive_keys``: (queries, k, 2)."""
+    same = ((positive_keys[:, :, None, :] == doc_keys[None, None, :, :]).any(dim=-1)).any(dim=1)
+    same[torch.arange(target.shape[0], device=target.device), target] = False
+    return same
+
+
+def info_nce(query: torch.Tensor, docs: torch.Tensor, group_size: int, cfg: LossConfig,
+             doc_keys: torch.Tensor | None = None, positive_keys: torch.Tensor | None = None) -> ContrastiveOutput:
     """InfoNCE on cosine similarity (inputs are L2-normalised), temperature ``cfg.temperature``.
 
     ``docs`` holds ``group_size`` passages per query, the positive first. With in-batch negatives every
-    query is scored against every passage of the batch (and, cross-device, of every worker's batch).
+    query is scored against every passage of the batch (and, cross-device, of every worker's batch). With
+    keys (``train.data.TrainingBatch``) and ``cfg.mask_shared_positives``, a passage with the text or id of
+    one of the query's positives is left out of its negatives.
     """
     n = query.shape[0]
     if docs.shape[0] != n * group_size:
@@ -55,19 +73,32 @@ def info_nce(query: torch.Tensor, docs: torch.Tensor, group_size: int, cfg: Loss
     own = torch.einsum("qd,qgd->qg", query, docs.view(n, group_size, -1)) / cfg.temperature
     if not cfg.in_batch_negatives:
         logits, target = own, torch.zeros(n, dtype=torch.long, device=query.device)
+        keys = None if doc_keys is None else doc_keys.view(n, group_size, -1)
     else:
         all_docs, offset = gather_with_grad(docs) if cfg.cross_device_negatives else (docs, 0)
         logits = query @ all_docs.T / cfg.temperature
         target = offset + torch.arange(n, device=query.device) * group_size
+        keys = None
+        if doc_keys is not None:
+            keys = gather_with_grad(doc_keys, grad=False)[0] if cfg.cross_device_negatives else doc_keys
+    if cfg.mask_shared_positives and keys is not None and positive_keys is not None:
+        if not cfg.in_batch_negatives:  # each query against its own group only
+            mask = torch.stack([shared_positive_mask(k, p[None], t[None])[0]
+                                for k, p, t in zip(keys, positive_keys, target)])
+        else:
+            mask = shared_positive_mask(keys, positive_keys, target)
+        logits = logits.masked_fill(mask, float("-inf"))
     loss = F.cross_entropy(logits, target)
     accuracy = (logits.argmax(dim=1) == target).float().mean()
     return ContrastiveOutput(loss, accuracy, own)
 
 
 def distillation(group_scores: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher ‖ student) over each query's group, both softmaxed (teacher at ``temperature``)."""
+    """The reference code's ``kl_div`` term: ``-mean_q Σ_g softmax(teacher/T) · log_softmax(student)`` over
+    each query's own group (student scores = cosine / loss temperature). It is KL(teacher ‖ student) plus the
+    teacher's entropy, a constant: the same gradient as the KL."""
     target = F.softmax(teacher.to(group_scores.dtype) / temperature, dim=-1)
-    return F.kl_div(F.log_softmax(group_scores, dim=-1), target, reduction="batchmean")
+    return -(target * F.log_softmax(group_scores, dim=-1)).sum(dim=-1).mean()
 
 
 def generation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -88,15 +119,18 @@ class JointOutput:
 
 
 def joint_loss(query_embeddings: list[torch.Tensor], doc_embeddings: torch.Tensor, gen_loss: torch.Tensor,
-               group_size: int, cfg: LossConfig, teacher: torch.Tensor | None = None) -> JointOutput:
-    """``λ·contrastive + (1−λ)·generation`` (+ distillation); several query embeddings (the two-``<emb>``
-    variant) each get their own InfoNCE term, averaged."""
-    outs = [info_nce(q, doc_embeddings, group_size, cfg) for q in query_embeddings]
+               group_size: int, cfg: LossConfig, teacher: torch.Tensor | None = None,
+               doc_keys: torch.Tensor | None = None, positive_keys: torch.Tensor | None = None) -> JointOutput:
+    """``λ·(contrastive + w·distillation) + (1−λ)·generation``, as the reference code adds its distillation
+    term to the retrieval loss; distillation only with ``teacher`` scores and ``w = cfg.distill_weight > 0``.
+    Several query embeddings (the two-``<emb>`` variant) each get their own terms, averaged."""
+    outs = [info_nce(q, doc_embeddings, group_size, cfg, doc_keys, positive_keys) for q in query_embeddings]
     contrastive = torch.stack([o.loss for o in outs]).mean()
-    lam = cfg.contrastive_weight
-    loss = lam * contrastive + (1 - lam) * gen_loss
+    retrieval = contrastive
     distill = None
     if teacher is not None and cfg.distill_weight > 0:
         distill = torch.stack([distillation(o.group_scores, teacher, cfg.distill_temperature) for o in outs]).mean()
-        loss = loss + cfg.distill_weight * distill
+        retrieval = contrastive + cfg.distill_weight * distill
+    lam = cfg.contrastive_weight
+    loss = lam * retrieval + (1 - lam) * gen_loss
     return JointOutput(loss, contrastive, gen_loss, outs[-1].accuracy, distill)

@@ -21,11 +21,12 @@ def scifact_training_table(num_queries: int = 16, negatives: int = 7, seed: int 
     for query_id, judged in list(data.qrels.items())[:num_queries]:
         gold = [d for d, s in judged.items() if s > 0]
         others = [d for d in data.corpus.ids if d not in judged]
+        picked = rng.sample(others, negatives)
         rows.append({
             "query_id": query_id, "query": data.queries[query_id],
             "thought": f"The answer concerns {titles[gold[0]].lower()}",
-            "positives": [passages[d][:doc_chars] for d in gold],
-            "negatives": [passages[d][:doc_chars] for d in rng.sample(others, negatives)],
+            "positive_ids": gold, "positives": [passages[d][:doc_chars] for d in gold],
+            "negative_ids": picked, "negatives": [passages[d][:doc_chars] for d in picked],
             "teacher_scores": None,
         })
     return pa.Table.from_pylist(rows)

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from o1e.o1model import O1Model
+from o1e.provenance import fingerprint
 from train.config import TrainConfig
-from train.data import collate
+from train.data import collate, training_steps
 from train.losses import joint_loss
 
 CKPT_TAG = "ds"
@@ -47,10 +48,16 @@ def build_model(cfg: TrainConfig, model_dir: str) -> O1Model:
         from peft import LoraConfig as PeftLoraConfig
         from peft import get_peft_model
 
+        new_tokens = None
+        if cfg.lora.train_new_tokens:
+            names = {id(m): n.rsplit(".", 1)[-1] for n, m in model.lm.named_modules()}
+            ids = [model.ids.query_open, model.ids.query_close, model.ids.thought, model.ids.emb]
+            new_tokens = {names[id(model.lm.get_input_embeddings())]: ids,
+                          names[id(model.lm.get_output_embeddings())]: ids}
         model.lm = get_peft_model(model.lm, PeftLoraConfig(
             r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
             target_modules=cfg.lora.target_modules, modules_to_save=cfg.lora.modules_to_save or None,
-            task_type="CAUSAL_LM",
+            trainable_token_indices=new_tokens, task_type="CAUSAL_LM",
         ))
     return model
 
@@ -64,20 +71,6 @@ def warmup_linear(total_steps: int, warmup_ratio: float):
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return factor
-
-
-def _rows(batch) -> list[dict[str, Any]]:
-    return batch.to_pylist() if hasattr(batch, "to_pylist") else list(batch)
-
-
-def _all_agree(flag: bool) -> bool:
-    """True only when every worker says True (all must take the same steps: collectives would hang)."""
-    import torch.distributed as dist
-
-    value = torch.tensor([1 if flag else 0])
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item())
 
 
 def _gather_objects(obj: Any) -> list[Any]:
@@ -132,61 +125,50 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                     json.dump({**state, "stats_by_rank": stats_by_rank}, f)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
-    shard = ray.train.get_dataset_shard("train")
+    table = ray.get(loop_config["rows"])
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=rank != 0)
     done = state["step"] >= total_steps
-    last_saved = state["step"]
-    while not done and state["epoch"] < cfg.optim.epochs:
-        skip = state["batches_in_epoch"]
-        for index, batch in enumerate(shard.iter_batches(batch_size=cfg.optim.batch_size_per_worker,
-                                                         batch_format="pyarrow")):
-            if index < skip:  # resumed mid-epoch: these rows already trained the checkpointed weights
-                continue
-            started = time.perf_counter()
-            # Each step's sampling depends only on (seed, step, rank): a resumed run draws the same groups.
-            rng = random.Random(hash((cfg.optim.seed, state["step"], rank)))
-            rows = _rows(batch)
-            tb = collate(rows, model.tokenizer, cfg.sequence, cfg.loss.group_size, rng)
-            state["batches_in_epoch"] += 1
-            state["rows_seen"] += len(rows)
-            if not _all_agree(tb is not None):
-                stats["steps_skipped_no_usable_rows"] += 1
-                continue
-            stats.update(tb.stats)
-            engine.train()
-            gen, q, d = engine(tb.query, tb.docs)
-            out = joint_loss(q, d, gen, tb.group_size, cfg.loss, tb.teacher)
-            engine.backward(out.loss)
-            engine.step()
-            state["step"] += 1
-            seconds = time.perf_counter() - started
-            tokens = int(tb.query["attention_mask"].sum() + tb.docs["attention_mask"].sum())
-            metrics = {
-                "step": state["step"], "epoch": state["epoch"], "loss": out.loss.item(),
-                "contrastive_loss": out.contrastive.item(), "generation_loss": out.generation.item(),
-                "contrastive_accuracy": out.accuracy.item(), "tokens_per_s": tokens * world / seconds,
-                "lr": scheduler.get_last_lr()[0], "rows_seen": state["rows_seen"],
-                "resumed_from_step": state["resumed_from_step"],
-            }
-            if out.distill is not None:
-                metrics["distill_loss"] = out.distill.item()
-            state["history"].append(metrics)
-            bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['contrastive_accuracy']:.2f}")
-            done = state["step"] >= total_steps
-            if done or state["step"] % cfg.checkpoint_every == 0:
-                save_and_report(metrics)
-                last_saved = state["step"]
-            else:
-                ray.train.report(metrics)
-            if done:
-                break
-        if not done:
-            state["epoch"] += 1
-            state["batches_in_epoch"] = 0
+    # Resumed: the same order again, from the first step the checkpoint has not trained on.
+    for epoch, index, positions in training_steps(table.num_rows, cfg.optim.seed, world,
+                                                  cfg.optim.batch_size_per_worker, cfg.optim.epochs,
+                                                  state["epoch"], state["batches_in_epoch"]):
+        if done:
+            break
+        started = time.perf_counter()
+        # Each step's sampling depends only on (seed, step, rank): a resumed run draws the same groups.
+        rng = random.Random(hash((cfg.optim.seed, state["step"], rank)))
+        rows = table.take(positions[rank]).to_pylist()
+        tb = collate(rows, model.tokenizer, cfg.sequence, cfg.loss.group_size, rng)
+        state["epoch"], state["batches_in_epoch"] = epoch, index + 1
+        state["rows_seen"] += len(rows)
+        stats.update(tb.stats)
+        engine.train()
+        gen, q, d = engine(tb.query, tb.docs)
+        out = joint_loss(q, d, gen, tb.group_size, cfg.loss, tb.teacher, tb.doc_keys, tb.positive_keys)
+        engine.backward(out.loss)
+        engine.step()
+        state["step"] += 1
+        seconds = time.perf_counter() - started
+        tokens = int(tb.query["attention_mask"].sum() + tb.docs["attention_mask"].sum())
+        metrics = {
+            "step": state["step"], "epoch": state["epoch"], "loss": out.loss.item(),
+            "contrastive_loss": out.contrastive.item(), "generation_loss": out.generation.item(),
+            "contrastive_accuracy": out.accuracy.item(), "tokens_per_s": tokens * world / seconds,
+            "lr": scheduler.get_last_lr()[0], "rows_seen": state["rows_seen"],
+            "resumed_from_step": state["resumed_from_step"],
+            "batch_rows": fingerprint([r["query_id"] for r in rows], 12),
+        }
+        if out.distill is not None:
+            metrics["distill_loss"] = out.distill.item()
+        state["history"].append(metrics)
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['contrastive_accuracy']:.2f}")
+        done = state["step"] >= total_steps
+        if done or state["step"] % cfg.checkpoint_every == 0:
+            save_and_report(metrics)
+        else:
+            ray.train.report(metrics)
     bar.close()
-    if state["history"] and last_saved != state["step"]:  # steps skipped for bad rows ended the data early
-        save_and_report(state["history"][-1])
     export(engine, model, cfg, loop_config, state, stats, rank)
 
 

@@ -5,7 +5,8 @@ pickled to the replicas) turns it into a prompt, in one of two shapes:
 
 - ``ChatRenderer`` (``kind = "chat"``): ``variants(payload)`` yields chat message lists from the preferred
   one to the shortest fallback. vLLM renders each with the model's chat template and takes the first that
-  leaves ``max_tokens`` of room in the context; an OpenAI-compatible endpoint gets the first.
+  leaves ``max_tokens`` of room in the context; an OpenAI-compatible endpoint is sent each in turn until it
+  does not refuse the prompt as too long.
 - ``TokenRenderer`` (``kind = "tokens"``): ``token_ids(payload, tokenizer)`` gives the exact prompt ids
   (vLLM only).
 """

@@ -14,9 +14,12 @@ from o1e.config import Section, kind_union
 class SamplingConfig(Section):
     max_tokens: int = Field(512, ge=1)
     temperature: float | None = None
-    """``None``: the engine's default (the model's generation config, else 1.0)."""
+    """``None``: the engine's default, as the paper leaves it. vLLM (``LLM``, and ``vllm serve`` since its
+    ``--generation-config`` became ``auto``) takes the model's ``generation_config.json``, else 1.0: for the
+    recipe's expert, Llama-3.1-70B-Instruct, temperature 0.6. The vLLM engine's resolved value lands in the
+    summary; an endpoint's is its server's business (older ``vllm serve`` versions used fixed defaults)."""
     top_p: float | None = None
-    """``None``: the engine's default."""
+    """``None``: the engine's default, resolved the same way: 0.9 for Llama-3.1-70B-Instruct, else 1.0."""
     per_request_seed: bool = True
     """Seed every request (the stage derives each seed from what the request is): reruns sample the same
     text regardless of batching, shard order or retries."""

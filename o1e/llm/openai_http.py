@@ -3,7 +3,9 @@
 Requests run on one asyncio loop in a background thread, at most ``concurrency`` at a time across all
 shards in flight. The ``openai`` client retries connection errors, timeouts, 408/409/429 and 5xx answers
 with exponential back-off; a request that still fails becomes a reject, and the shard goes on. Each request
-sends its renderer's first (preferred) chat variant: an endpoint takes messages, so token renderers are refused.
+sends its renderer's chat variants in order, the next one only when the endpoint refuses the prompt as too
+long: the same fallback the vLLM engine applies by counting tokens (counted in ``fallbacks_used``; no variant
+accepted: ``query_too_long``). An endpoint takes messages, so token renderers are refused.
 """
 
 from __future__ import annotations
@@ -62,8 +64,6 @@ class OpenAIEngine:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def _one(self, request: Request) -> GenerationResult:
-        chat = next(iter(self.renderer.variants(request.payload)))
-        result = GenerationResult(key=request.key, prompt_fingerprint=prompt_fingerprint(chat))
         extra = {}
         if self.sampling.temperature is not None:
             extra["temperature"] = self.sampling.temperature
@@ -71,21 +71,31 @@ class OpenAIEngine:
             extra["top_p"] = self.sampling.top_p
         if request.seed is not None:
             extra["seed"] = request.seed
-        async with self._semaphore:
-            try:
-                response = await self.client.chat.completions.create(
-                    model=self.cfg.model, messages=chat, max_tokens=self.sampling.max_tokens, **extra)
-            except Exception as err:  # noqa: BLE001 - after the client's retries, the request is a reject
-                message = getattr(err, "message", None) or str(err)
-                result.error = classify_error(message)
-                result.detail = f"{type(err).__name__}: {message}"[:2000]
-                return result
-        choice = response.choices[0]
-        result.text = choice.message.content or ""
-        result.finish_reason = choice.finish_reason or "stop"
-        if response.usage is not None:
-            result.prompt_tokens = response.usage.prompt_tokens or 0
-            result.completion_tokens = response.usage.completion_tokens or 0
+        result = None
+        for fallbacks, chat in enumerate(self.renderer.variants(request.payload)):
+            result = GenerationResult(key=request.key, prompt_fingerprint=prompt_fingerprint(chat),
+                                      fallbacks_used=fallbacks)
+            async with self._semaphore:
+                try:
+                    response = await self.client.chat.completions.create(
+                        model=self.cfg.model, messages=chat, max_tokens=self.sampling.max_tokens, **extra)
+                except Exception as err:  # noqa: BLE001 - after the client's retries, the request is a reject
+                    message = getattr(err, "message", None) or str(err)
+                    result.error = classify_error(message)
+                    result.detail = f"{type(err).__name__}: {message}"[:2000]
+                    if result.error == "prompt_too_long":
+                        continue
+                    return result
+            choice = response.choices[0]
+            result.text = choice.message.content or ""
+            result.finish_reason = choice.finish_reason or "stop"
+            if response.usage is not None:
+                result.prompt_tokens = response.usage.prompt_tokens or 0
+                result.completion_tokens = response.usage.completion_tokens or 0
+            return result
+        if result is None:
+            raise ValueError(f"the renderer gave no prompt for request {request.key!r}")
+        result.error = "query_too_long"  # even the shortest variant does not fit, as the vLLM engine says it
         return result
 
     async def _shard(self, work: ShardWork) -> tuple[str, list[GenerationResult]]:
