@@ -156,6 +156,9 @@ def preflight(cfg: EvalConfig) -> str | None:
 
 def run_eval(cfg: EvalConfig, show: bool = True) -> EvalResult:
     started = time.perf_counter()
+    cfg.check_outputs()
+    for name in report.DATASETS:
+        storage.check_rerun(storage.join(cfg.output, name), cfg.fingerprint(), cfg.overwrite)
     model_dir = preflight(cfg)
     data = beir.load(cfg.dataset.path, cfg.dataset.split, cfg.dataset.on_bad_line)
     if show:

@@ -14,6 +14,9 @@ from o1e.provenance import code_version
 
 console = Console(stderr=False, highlight=False)
 
+DATASETS = ("per_query", "run", "rejects")
+"""The datasets ``write_outputs`` writes under the output, each under the eval config's fingerprint."""
+
 
 def print_dataset(data: beir.BeirDataset) -> None:
     s = data.summary()
@@ -82,14 +85,15 @@ def write_outputs(cfg, result) -> None:
     parents = [{"url": data.url, "split": data.split, "corpus_fingerprint": data.corpus.fingerprint}]
     if result.thoughts is not None:
         parents.append({"url": result.thoughts.url, "schema": "thoughts"})
-    lineage = {"config_fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"), "parents": parents}
+    lineage = {"config_fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"), "parents": parents,
+               "overwrite": cfg.overwrite}
     metrics = dict(result.metrics)
     metrics.update({
         "k": max(result.variants), "variants": {f"k={k}": m for k, m in sorted(result.variants.items())},
         "dataset": data.url, "split": data.split, "retriever": result.info["retriever"],
         "skipped": {reason: sum(r.reason == reason for r in rejected)
                     for reason in sorted({r.reason for r in rejected})},
-        "config_fingerprint": lineage["config_fingerprint"], "corpus_fingerprint": data.corpus.fingerprint,
+        "config_fingerprint": cfg.fingerprint(), "corpus_fingerprint": data.corpus.fingerprint,
         "code_version": code_version(), "info": result.info,
     })
     thoughts = result.thoughts.by_query if result.thoughts is not None else {}

@@ -329,11 +329,21 @@ def check_rerun(url: str, config_fingerprint: str | None, overwrite: bool) -> No
     theirs = _marker_fingerprints(url)
     if is_dataset(url):
         theirs.add(read_manifest(url).config_fingerprint)
-    others = sorted(str(fp) for fp in theirs if fp != config_fingerprint)
+    _refuse_others(url, theirs, config_fingerprint)
+
+
+def check_rerun_record(url: str, config_fingerprint: str | None, overwrite: bool) -> None:
+    """``check_rerun`` for output recorded by a JSON file holding a ``config_fingerprint`` (a model's lineage)."""
+    if not overwrite and exists(url):
+        _refuse_others(url, {read_json(url).get("config_fingerprint")}, config_fingerprint)
+
+
+def _refuse_others(url: str, theirs: set[str | None], ours: str | None) -> None:
+    others = sorted(str(fp) for fp in theirs if fp != ours)
     if others:
         raise StorageError(
             f"{url} holds output of another config (fingerprint {', '.join(others)}; this run's is "
-            f"{config_fingerprint}): rerun with overwrite=true to replace it, or choose another output"
+            f"{ours}): rerun with overwrite=true to replace it, or choose another output"
         )
 
 

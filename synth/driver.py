@@ -54,6 +54,7 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
     ``cfg.engine``, started, and closed at the end.
     """
     started = time.perf_counter()
+    cfg.check_outputs()
     manifest = storage.read_manifest(cfg.input)
     if manifest.schema != "training_rows":
         raise storage.StorageError(f"{cfg.input} holds a {manifest.schema!r} dataset, expected 'training_rows'")
@@ -61,8 +62,9 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
     lineage = {"config": cfg.model_dump(mode="json"), "config_fingerprint": run_fp,
                "parents": [storage.dataset_ref(cfg.input)]}
     candidates = storage.DatasetWriter(storage.join(cfg.output, "candidates"), "candidates",
-                                       overwrite=cfg.new_run, **lineage)
-    rejects = storage.DatasetWriter(storage.join(cfg.output, "rejects"), "rejects", overwrite=cfg.new_run, **lineage)
+                                       overwrite=cfg.overwrite, **lineage)
+    rejects = storage.DatasetWriter(storage.join(cfg.output, "rejects"), "rejects", overwrite=cfg.overwrite,
+                                    **lineage)
 
     stats = RunStats(rows_in=manifest.num_rows, shards_total=count_shards(manifest.num_rows, cfg.shard_size))
     done = set(candidates.committed())

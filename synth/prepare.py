@@ -143,6 +143,9 @@ def pick_negatives(row: Row, ranked: list[int], corpus_ids: list[str], cfg: Mini
 
 def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
     started = time.perf_counter()
+    cfg.check_outputs()
+    for name in ("training_rows", "rejects"):
+        storage.check_rerun(storage.join(cfg.output, name), cfg.fingerprint(), cfg.overwrite)
     src = cfg.dataset
     kind = src.format
     if kind == "auto":
@@ -177,7 +180,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
     }
     writer.finalize(extra={"summary": summary})
     rejects = pa.Table.from_pylist(source.rejects) if source.rejects else storage.schemas.REJECTS.empty()
-    storage.write_table(storage.join(cfg.output, "rejects"), rejects, "rejects", **lineage)
+    storage.write_table(storage.join(cfg.output, "rejects"), rejects, "rejects", overwrite=True, **lineage)
     storage.write_json(storage.join(cfg.output, "summary.json"), summary)
     if show:
         console.print(f"[bold]prepared[/bold] {summary['rows']:,} training rows from {src.path} ({kind}, "

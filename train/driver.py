@@ -42,6 +42,8 @@ def check_config(cfg: TrainConfig) -> str:
     except (OSError, ValueError) as err:
         raise ConfigError(f"deepspeed.config: cannot read DeepSpeed JSON {path}: {err}") from None
     deepspeed_config(cfg, cfg.num_workers)
+    cfg.check_outputs()
+    storage.check_rerun_record(storage.join(cfg.output, "model", LINEAGE_FILE), cfg.fingerprint(), cfg.overwrite)
     if storage.is_s3(cfg.model):
         from o1e.encoders import resolve_model_dir
 
@@ -101,7 +103,8 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     num_rows = storage.read_manifest(cfg.data).num_rows
     usable, rejects, probe = scan_rejects(cfg)
     if rejects:
-        storage.write_table(storage.join(cfg.output, "rejects"), pa.Table.from_pylist(rejects), "rejects")
+        storage.write_table(storage.join(cfg.output, "rejects"), pa.Table.from_pylist(rejects), "rejects",
+                            config_fingerprint=cfg.fingerprint(), overwrite=cfg.overwrite)
     if usable == 0:
         raise ConfigError(f"data: none of the {num_rows} rows of {cfg.data} is usable (see rejects)")
     total_steps = plan_steps(cfg, num_rows)
