@@ -85,3 +85,23 @@ def test_reads_from_s3(s3_bucket, demo_data):
     local = beir.load(demo_data, "test")
     assert remote.corpus.fingerprint == local.corpus.fingerprint
     assert remote.qrels == local.qrels and remote.queries == local.queries
+
+
+def test_invalid_utf8_names_file_and_line_and_obeys_skip(tmp_path):
+    root = make(tmp_path)
+    with open(os.path.join(root, "corpus.jsonl"), "ab") as f:
+        f.write(b'{"_id": "d9", "text": "caf\xe9"}\n')  # Latin-1, not UTF-8
+        f.write(json.dumps({"_id": "d10", "text": "after"}).encode() + b"\n")
+    with pytest.raises(beir.DatasetError, match=r"corpus\.jsonl line 4: not valid UTF-8 \(byte 0xe9"):
+        beir.load(root, "test")
+    data = beir.load(root, "test", on_bad_line="skip")
+    assert data.corpus.ids == ["d0", "d1", "d2", "d10"]  # the line after the bad one is read
+    assert [(r.row, r.reason) for r in data.rejects] == [("4", "bad_line")]
+
+
+def test_empty_and_repeated_queries_are_rejects(tmp_path):
+    queries = [json.dumps({"_id": "q0", "text": "first"}), json.dumps({"_id": "q1", "text": "  "}),
+               json.dumps({"_id": "q0", "text": "second"})]
+    data = beir.load(make(tmp_path, queries=queries), "test")
+    assert data.queries == {"q0": "first"}  # the first copy is kept
+    assert sorted((r.row, r.reason) for r in data.rejects) == [("q0", "duplicate_query"), ("q1", "empty_query")]
