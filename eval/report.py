@@ -23,7 +23,7 @@ def print_dataset(data: beir.BeirDataset) -> None:
     console.print(f"[bold]{data.url}[/bold] split={data.split}: {s['documents']:,} documents, "
                   f"{s['queries']:,} judged queries, {s['judgments']:,} judgments, {s['rejects']} rejected rows")
     for reject in data.rejects[:5]:
-        console.print(f"  rejected ({reject.reason}): {reject.detail}")
+        console.print(f"  rejected ({reject.reason}): {reject.detail}", soft_wrap=True)
     if len(data.rejects) > 5:
         console.print(f"  ... and {len(data.rejects) - 5} more (see rejects/ in the output)")
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from dataclasses import dataclass, field
 
-from o1e.config import ConfigError, load_config
+from o1e.config import load_config
 
 
 @dataclass
@@ -141,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
             _add_stage_parser(sub, stage)
     demo = sub.add_parser("demo", help="the main job on the embedded local default: bundled data, local Ray")
     demo.add_argument("-o", "--output", default="outputs/demo")
+    verify = sub.add_parser("verify", help="check datasets against their manifests (rows, sizes, checksums)",
+                            description="Check every dataset at or under each PATH (a dataset folder or a stage's "
+                                        "output) against its manifest; exit 1 when anything is wrong.")
+    verify.add_argument("paths", nargs="+", metavar="PATH", help="dataset folder, stage output, or s3:// prefix")
+    verify.add_argument("--no-checksum", action="store_true", help="check rows and sizes only (no full read)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line)")
     return parser
 
 
@@ -158,11 +165,10 @@ def stage_config(stage: Stage, args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # Errors a user can fix (config, data, paths) are one clear line, not a traceback.
-    from o1e.beir import DatasetError
-    from o1e.storage import StorageError
-    from o1e.llm.base import EngineError
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])  # usage errors: argparse exits 2
+    from o1e import errors
 
     try:
         if args.command == "demo":
@@ -170,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
 
             run_demo(args.output)
             return 0
+        if args.command == "verify":
+            from o1e.verify import verify_paths
+
+            return verify_paths(args.paths, checksum=not args.no_checksum)
         stage = STAGES[args.command]
         if isinstance(stage, StageGroup):
             stage = stage.steps[args.step]
@@ -179,12 +189,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         _load(stage.runner)(cfg)
         return 0
-    except ConfigError as err:
-        print(f"o1e {args.command}: {err}", file=sys.stderr)
-        return 2
-    except (DatasetError, StorageError, FileNotFoundError, EngineError) as err:
-        print(f"o1e {args.command}: error: {err}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print(f"o1e {args.command}: interrupted; committed shards are kept: rerun the same command to resume",
+              file=sys.stderr)
+        return errors.INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - every error a user meets becomes one line (--debug: traceback)
+        if debug:
+            traceback.print_exc()
+        code, message = errors.describe(err)
+        print(f"o1e {args.command}: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -46,6 +46,10 @@ class StageConfig(Section):
     def check_outputs(self) -> None:
         """Fail before the work when an output cannot be written (``o1e.storage.check_output``)."""
         for url in self.output_urls():
+            try:
+                storage.resolve(url)
+            except storage.StorageError as err:
+                raise ConfigError(f"output: {err}") from None
             storage.check_output(url)
 
     def fingerprint(self) -> str:

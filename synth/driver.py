@@ -14,6 +14,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from o1e import storage
+from o1e.encoders import check_model_dir, resolve_model_dir
 from o1e.llm import GenerationResult, Request, ShardWork, make_engine
 from o1e.provenance import fingerprint
 from synth import report
@@ -79,6 +80,8 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
         pool = load_pool(cfg.input)
         duplicates = duplicate_first_rows(cfg.input)
         if owns_engine:
+            if cfg.engine.kind != "openai" and not storage.is_s3(cfg.engine.model):
+                check_model_dir(resolve_model_dir(cfg.engine.model), "engine.model")
             engine = make_engine(cfg.engine, renderer, cfg.sampling, cfg.ray, show=show)
             t0 = time.perf_counter()
             engine.start()

@@ -224,5 +224,6 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         console.print(f"[bold]prepared[/bold] {summary['rows']:,} training rows from {src.path} ({kind}, "
                       f"split {src.split}): {summary['passed_through']:,} carried negatives, "
                       f"{summary['mined']:,} mined with {cfg.mining.method} (top {cfg.mining.depth}, keep "
-                      f"{cfg.mining.count}), {summary['rejects']:,} rejected -> {cfg.output}/training_rows")
+                      f"{cfg.mining.count}), {summary['rejects']:,} rejected -> {cfg.output}/training_rows",
+                      soft_wrap=True)
     return summary
