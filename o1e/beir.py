@@ -2,8 +2,8 @@
 
 Problems are named by file and line. A malformed line is an error by default (``on_bad_line="error"``):
 silently evaluating on a shrunken corpus would inflate every metric. With ``on_bad_line="skip"`` it
-becomes a counted reject instead. Qrels that name an unknown query or document are skipped and counted,
-as BEIR's loaders effectively do (such a judgment can never be retrieved or evaluated).
+becomes a counted reject instead. Qrels that name an unknown query are skipped and counted; qrels that
+name a document missing from the corpus are counted and kept, as BEIR's loader and MTEB keep them.
 """
 
 from __future__ import annotations
@@ -175,8 +175,11 @@ def available_splits(url: str) -> list[str]:
 
 
 def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file: str = "corpus.jsonl",
-         queries_file: str = "queries.jsonl") -> BeirDataset:
-    """Load one split of a BEIR dataset; qrels naming unknown queries or documents become rejects."""
+         queries_file: str = "queries.jsonl", drop_unknown_docs: bool = False) -> BeirDataset:
+    """Load one split of a BEIR dataset. Qrels naming an unknown query are rejects. Qrels naming a document
+    missing from the corpus are counted (reason ``unknown_doc``) and, as BEIR's loader and MTEB do, kept in
+    the judgments: the document is simply never retrieved. ``drop_unknown_docs`` drops them instead (what
+    a stage that needs the judged passages' text must do)."""
     if not storage.is_dir(url):
         raise DatasetError(f"dataset folder not found: {url}")
     qrels_url = storage.join(url, "qrels", f"{split}.tsv")
@@ -201,11 +204,13 @@ def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file:
             rejects.append(Reject(qrels_url, query_id, "unknown_query",
                                   f"{qrels_url}: query {query_id!r} is not in {queries_file}"))
             continue
+        fate = "dropped" if drop_unknown_docs else "kept in the judgments, never retrieved"
         for doc_id in judged:
             if doc_id not in known_docs:
                 rejects.append(Reject(qrels_url, f"{query_id}/{doc_id}", "unknown_doc",
-                                      f"{qrels_url}: query {query_id!r} judges {doc_id!r}, not in {corpus_file}"))
-        kept = {d: r for d, r in judged.items() if d in known_docs}
+                                      f"{qrels_url}: query {query_id!r} judges {doc_id!r}, not in {corpus_file} "
+                                      f"({fate})"))
+        kept = {d: r for d, r in judged.items() if d in known_docs or not drop_unknown_docs}
         if kept:
             qrels[query_id] = kept
     if not qrels:

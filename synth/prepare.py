@@ -47,7 +47,7 @@ def text_id(text: str) -> str:
 
 def load_beir(cfg: PrepareConfig) -> Source:
     src = cfg.dataset
-    data = beir.load(src.path, src.split, src.on_bad_line)
+    data = beir.load(src.path, src.split, src.on_bad_line, drop_unknown_docs=True)  # positives need their text
     passages = dict(zip(data.corpus.ids, data.corpus.passages()))
     rejects = [_reject(r.source, r.row, r.reason, r.detail) for r in data.rejects]
     rows = []

@@ -47,12 +47,23 @@ def test_missing_id_and_duplicate_id(tmp_path):
         beir.load(make(tmp_path / "2", corpus=dup, qrels=["q0\td0\t1"]), "test")
 
 
-def test_qrels_naming_unknown_query_or_document_are_counted_skips(tmp_path):
+def test_qrels_naming_unknown_documents_are_kept_and_counted_as_beir_does(tmp_path):
     root = make(tmp_path, qrels=["q0\td0\t1", "q0\tmissing-doc\t1", "q9\td1\t1", "q1\td2\t1"])
     data = beir.load(root, "test")
-    assert data.qrels == {"q0": {"d0": 1}, "q1": {"d2": 1}}
+    assert data.qrels == {"q0": {"d0": 1, "missing-doc": 1}, "q1": {"d2": 1}}  # q9 is no query: skipped
     assert sorted(r.reason for r in data.rejects) == ["unknown_doc", "unknown_query"]
-    assert any("missing-doc" in r.detail for r in data.rejects)
+    assert any("missing-doc" in r.detail and "kept" in r.detail for r in data.rejects)
+    dropped = beir.load(root, "test", drop_unknown_docs=True)
+    assert dropped.qrels == {"q0": {"d0": 1}, "q1": {"d2": 1}}
+    assert sorted(r.reason for r in dropped.rejects) == ["unknown_doc", "unknown_query"]
+
+    # A kept judgment counts against the metrics, as in BEIR and MTEB: q0 found d0 but never missing-doc.
+    from eval.metrics import evaluate
+
+    ranking = {"q0": [("d0", 2.0), ("d1", 1.0)], "q1": [("d2", 1.0)]}
+    kept, _ = evaluate(data.qrels, ranking)
+    lifted, _ = evaluate(dropped.qrels, ranking)
+    assert lifted["ndcg@10"] == 1.0 and kept["ndcg@10"] < 1.0 and kept["recall@100"] == 0.75
 
 
 def test_malformed_qrels_line(tmp_path):
