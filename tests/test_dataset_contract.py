@@ -169,3 +169,32 @@ def test_glob_reader_never_sees_a_half_written_or_superseded_part(tmp_path):
     assert all(len(tags) <= 1 for tags in seen), [t for t in seen if len(t) > 1][:3]  # never two versions
     assert {"v1", "v4"} <= set().union(*seen)
     assert set(outside_counts(url).values()) == {24 * 50}
+
+
+def test_every_kind_of_dataset_a_stage_writes_reads_the_same_outside(tmp_path, demo_data):
+    """prepare, the committee (with oracle candidates) and eval write 10 datasets of 7 kinds; DuckDB, Polars
+    and pandas count exactly the manifest's rows in each, and o1e verify finds nothing wrong."""
+    from committee.config import CommitteeConfig
+    from committee.driver import run_committee
+    from committee.oracle import write_oracle_inputs
+    from eval.config import EvalConfig
+    from eval.driver import run_eval
+    from o1e.config import load_config
+    from o1e.verify import find_datasets
+    from synth.config import PrepareConfig
+    from synth.prepare import run_prepare
+
+    run_prepare(load_config(PrepareConfig, None, [f"output={tmp_path}/prepare", "mining.count=3"]), show=False)
+    write_oracle_inputs(demo_data, str(tmp_path / "oracle"))
+    run_committee(CommitteeConfig(training_rows=str(tmp_path / "oracle" / "training_rows"),
+                                  candidates=str(tmp_path / "oracle" / "candidates"), members=[{"kind": "bm25"}],
+                                  executor="local", progress=False, output=str(tmp_path / "vote")), show=False)
+    run_eval(EvalConfig(output=str(tmp_path / "eval"), top_k=10), show=False)
+    datasets, unfinished = find_datasets(str(tmp_path))
+    kinds = {storage.read_manifest(url).schema for url in datasets}
+    assert not unfinished and len(datasets) == 10 and kinds == {
+        "training_rows", "candidates", "training", "committee_scores", "eval_run", "eval_per_query", "rejects"}
+    for url in datasets:
+        manifest = storage.read_manifest(url)
+        assert set(outside_counts(url).values()) == {manifest.num_rows}, url
+        assert storage.verify_dataset(url) == [], url
