@@ -78,7 +78,8 @@ def check_config(cfg: CommitteeConfig) -> None:
         if not url:
             raise ConfigError(f"{key}: required (a {key} dataset folder or s3:// prefix)")
         if not storage.is_dataset(url):
-            raise storage.StorageError(f"{key}: {url} is not a committed dataset (no _manifest.json)")
+            raise storage.StorageError(f"{key}: {url} is not a committed dataset (no _manifest.json): give the "
+                                       f"{key} dataset an o1e stage wrote")
     for member in cfg.members:
         if member.kind == "dense":
             resolve_model_dir(member.model)

@@ -181,7 +181,8 @@ def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file:
     the judgments: the document is simply never retrieved. ``drop_unknown_docs`` drops them instead (what
     a stage that needs the judged passages' text must do)."""
     if not storage.is_dir(url):
-        raise DatasetError(f"dataset folder not found: {url}")
+        raise DatasetError(f"dataset folder not found: {url} (give a BEIR folder or s3:// prefix holding "
+                           "corpus.jsonl, queries.jsonl and qrels/)")
     qrels_url = storage.join(url, "qrels", f"{split}.tsv")
     if not storage.exists(qrels_url):
         splits = available_splits(url)

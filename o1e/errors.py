@@ -35,7 +35,9 @@ def describe(err: BaseException) -> tuple[int, str]:
     from o1e.storage import StorageError
 
     err = _root(err)
-    if isinstance(err, (OSError, StorageError)) and "AWS Error" in str(err):  # pyarrow's S3 client, after retries
+    text = str(err)
+    if isinstance(err, (OSError, StorageError)) and "AWS Error" in text and "O1E_S3_ENDPOINT" not in text:
+        # pyarrow's S3 client gave up after its retries, and the message says nothing of what to do
         return FAILURE, one_line(f"error: {err}") + " (the object store failed after retries: check "\
             "O1E_S3_ENDPOINT, the network and the credentials, then rerun the same command: committed work is kept)"
     if isinstance(err, (ConfigError, ValidationError)):

@@ -231,6 +231,11 @@ def check_output(url: str) -> None:
     if isinstance(fs, pafs.LocalFileSystem):
         if os.path.exists(path) and not os.path.isdir(path):
             raise StorageError(f"output {url} is a file, not a folder: choose another output")
+        missing = []  # the folders this check creates, removed again after it: a failed run leaves nothing
+        parent = path
+        while not os.path.exists(parent):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
         try:
             os.makedirs(path, exist_ok=True)
             with open(os.path.join(path, probe), "wb"):
@@ -239,6 +244,10 @@ def check_output(url: str) -> None:
         except OSError as err:
             raise StorageError(f"output {url} is not writable ({err.strerror}): choose another output "
                                "or fix its permissions") from None
+        finally:
+            for folder in missing:
+                if os.path.isdir(folder):
+                    os.rmdir(folder)
         return
     bucket = path.split("/", 1)[0]
     try:
@@ -301,7 +310,8 @@ class Manifest:
 def read_manifest(url: str) -> Manifest:
     murl = join(url, MANIFEST_NAME)
     if not exists(murl):
-        raise StorageError(f"{url} is not a committed dataset: it has no {MANIFEST_NAME}")
+        raise StorageError(f"{url} is not a committed dataset: it has no {MANIFEST_NAME} (give a dataset an o1e "
+                           "stage committed, or rerun the stage that writes it)")
     try:
         manifest = Manifest.from_json(read_json(murl))
     except (ValueError, TypeError) as err:

@@ -75,7 +75,9 @@ def _typed_list(obj: dict, key: str, item_types: tuple[type, ...], item: str) ->
 
 
 def _json_type(value) -> str:
-    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
              list: "a list", dict: "an object"}
     return f"{names.get(type(value), type(value).__name__)} {json.dumps(value)[:40]}"
 
