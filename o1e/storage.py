@@ -38,6 +38,7 @@ from o1e.provenance import code_version
 MANIFEST_NAME = "_manifest.json"
 SHARDS_DIR = "_shards"
 S3_MAX_ATTEMPTS = 8
+S3_CHECK_ATTEMPTS = 2  # the pre-flight check of an output bucket: an endpoint that is down fails at once
 S3_TIMEOUT_S = 30.0
 
 
@@ -74,7 +75,8 @@ def s3_endpoint() -> str | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _s3_filesystem(endpoint: str | None, region: str | None) -> pafs.S3FileSystem:
+def _s3_filesystem(endpoint: str | None, region: str | None,
+                   max_attempts: int = S3_MAX_ATTEMPTS) -> pafs.S3FileSystem:
     kwargs: dict[str, Any] = {}
     if endpoint:
         parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
@@ -83,7 +85,7 @@ def _s3_filesystem(endpoint: str | None, region: str | None) -> pafs.S3FileSyste
     if region:
         kwargs["region"] = region
     # Transient faults (5xx, SlowDown, reset connections, timeouts) are retried with exponential back-off.
-    return pafs.S3FileSystem(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS),
+    return pafs.S3FileSystem(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=max_attempts),
                              connect_timeout=S3_TIMEOUT_S, request_timeout=S3_TIMEOUT_S, **kwargs)
 
 
@@ -91,13 +93,16 @@ def resolve(url: str) -> tuple[pafs.FileSystem, str]:
     """The file system and the path inside it for a local path, ``file://`` URL or ``s3://`` URL."""
     if is_s3(url):
         path = _s3_path(url)
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        return _s3_filesystem(s3_endpoint(), region), path
+        return _s3_filesystem(s3_endpoint(), _region()), path
     if url.startswith("file://"):
         url = url[len("file://"):]
     elif "://" in url or url.lower().startswith("s3:"):
         raise StorageError(f"unsupported URL {url!r}: use a local path or s3://bucket/prefix")
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(url))
+
+
+def _region() -> str | None:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
 def join(url: str, *parts: str) -> str:
@@ -251,7 +256,7 @@ def check_output(url: str) -> None:
         return
     bucket = path.split("/", 1)[0]
     try:
-        info = fs.get_file_info(bucket)
+        info = _s3_filesystem(s3_endpoint(), _region(), S3_CHECK_ATTEMPTS).get_file_info(bucket)
     except OSError as err:
         raise StorageError(f"S3 endpoint for {url} does not answer ({_first_line(err)}): check O1E_S3_ENDPOINT "
                            "and the network") from None
