@@ -33,7 +33,7 @@ def training_rows(num_queries: int, passage_chars: int = 300):
     from o1e import beir
     from o1e.paths import DEMO_DATA
 
-    data = beir.load(DEMO_DATA, "train")
+    data = beir.load(DEMO_DATA, "train", drop_unknown_docs=True)
     passages = dict(zip(data.corpus.ids, data.corpus.passages()))
     rows = []
     for n in range(num_queries):  # the bundled slice has 100 train queries; repeat them under new ids

@@ -5,6 +5,7 @@ trainer reads, per-query ``committee_scores``, and ``rejects``. Ends with a diag
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ from committee.executors import ShardScores, make_executor
 from committee.plan import Shard, build_groups, plan_shards
 from committee.vote import vote
 from o1e import schemas, storage
+from o1e.beir import DatasetError
 from o1e.config import ConfigError
 from o1e.encoders import resolve_model_dir
 from o1e.provenance import fingerprint
@@ -84,7 +86,8 @@ def check_config(cfg: CommitteeConfig) -> None:
         if not url:
             raise ConfigError(f"{key}: required (a {key} dataset folder or s3:// prefix)")
         if not storage.is_dataset(url):
-            raise storage.StorageError(f"{key}: {url} is not a committed dataset (no _manifest.json)")
+            raise storage.StorageError(f"{key}: {url} is not a committed dataset (no _manifest.json): give the "
+                                       f"{key} dataset an o1e stage wrote")
     for member in cfg.members:
         if member.kind == "dense":
             resolve_model_dir(member.model)
@@ -93,27 +96,34 @@ def check_config(cfg: CommitteeConfig) -> None:
 def run_committee(cfg: CommitteeConfig, show: bool = True) -> CommitteeResult:
     started = time.time()
     check_config(cfg)
-    executor = make_executor(cfg)  # members start loading while the inputs are read and planned
-    try:
-        return _run(cfg, executor, started, show)
-    finally:
-        executor.close()
-
-
-def _run(cfg: CommitteeConfig, executor, started: float, show: bool) -> CommitteeResult:
-    training = storage.read_table(cfg.training_rows, schema_name="training_rows")
-    candidates = storage.read_table(cfg.candidates, columns=CANDIDATE_COLUMNS, schema_name="candidates")
-    groups, rejects = build_groups(training, candidates, cfg.training_rows, cfg.candidates)
-    shards = plan_shards(groups, cfg.shard_size, cfg.batch_size)
-
+    cfg.check_outputs()
     run_fingerprint = fingerprint({"config": cfg.fingerprint(), "training_rows": _input_identity(cfg.training_rows),
                                    "candidates": _input_identity(cfg.candidates)})
     lineage = {"config_fingerprint": run_fingerprint, "config": cfg.model_dump(mode="json"),
                "parents": [storage.dataset_ref(cfg.training_rows), storage.dataset_ref(cfg.candidates)]}
+    writers = {name: storage.DatasetWriter(url, name, overwrite=cfg.overwrite, **lineage)
+               for name, url in output_urls(cfg.output).items()}
+    executor = make_executor(cfg)  # members start loading while the inputs are read and planned
+    try:
+        return _run(cfg, executor, writers, run_fingerprint, started, show)
+    finally:
+        executor.close()
+
+
+def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWriter], run_fingerprint: str,
+         started: float, show: bool) -> CommitteeResult:
+    training = storage.read_table(cfg.training_rows, schema_name="training_rows")
+    candidates = storage.read_table(cfg.candidates, columns=CANDIDATE_COLUMNS, schema_name="candidates")
+    groups, rejects = build_groups(training, candidates, cfg.training_rows, cfg.candidates)
+    shards = plan_shards(groups, cfg.shard_size, cfg.batch_size)
     urls = output_urls(cfg.output)
-    writers = {name: storage.DatasetWriter(url, name, **lineage) for name, url in urls.items()}
     writers["rejects"].commit_shard("inputs", pa.Table.from_pylist(rejects, schema=schemas.REJECTS.arrow)
                                     if rejects else schemas.REJECTS.empty())
+    if not groups:  # nothing to vote on: the reasons are committed, the run is an error (not an empty success)
+        writers["rejects"].finalize()
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(Counter(x["reason"] for x in rejects).items()))
+        raise DatasetError(f"no query could be voted: all {len(rejects)} were rejected ({reasons or 'no rows'}; "
+                           f"see {urls['rejects']}): give candidates synthesised from these training rows")
 
     # The training shard is committed last: its marker means the whole shard is done.
     done = set(writers["training"].committed())

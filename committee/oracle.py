@@ -67,7 +67,7 @@ def oracle_inputs(data: beir.BeirDataset, seed: int = 13, limit: int | None = No
 
 def write_oracle_inputs(beir_dir: str, out: str, split: str = "train", seed: int = 13,
                         limit: int | None = None) -> dict[str, int]:
-    data = beir.load(beir_dir, split)
+    data = beir.load(beir_dir, split, drop_unknown_docs=True)
     training, candidates, gold_index = oracle_inputs(data, seed, limit)
     storage.write_table(storage.join(out, "training_rows"), training, "training_rows")
     storage.write_table(storage.join(out, "candidates"), candidates, "candidates")

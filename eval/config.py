@@ -20,6 +20,9 @@ class DatasetSource(Section):
     split: str = "test"
     on_bad_line: Literal["error", "skip"] = "error"
     """A malformed line: stop with its file and line (``error``), or reject it and go on (``skip``)."""
+    drop_unknown_docs: bool = False
+    """Drop qrels naming a document missing from the corpus. By default they stay in the judgments (the
+    document is never retrieved), as BEIR and MTEB count them; either way they are counted in rejects/."""
 
 
 class ThoughtSampling(SamplingConfig):

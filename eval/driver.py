@@ -156,8 +156,12 @@ def preflight(cfg: EvalConfig) -> str | None:
 
 def run_eval(cfg: EvalConfig, show: bool = True) -> EvalResult:
     started = time.perf_counter()
+    cfg.check_outputs()
+    for name in report.DATASETS:
+        storage.check_rerun(storage.join(cfg.output, name), cfg.fingerprint(), cfg.overwrite)
     model_dir = preflight(cfg)
-    data = beir.load(cfg.dataset.path, cfg.dataset.split, cfg.dataset.on_bad_line)
+    data = beir.load(cfg.dataset.path, cfg.dataset.split, cfg.dataset.on_bad_line,
+                     drop_unknown_docs=cfg.dataset.drop_unknown_docs)
     if show:
         report.print_dataset(data)
     thoughts = thought_stage.obtain(cfg, data, model_dir, show) if cfg.thinks else None

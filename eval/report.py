@@ -15,13 +15,16 @@ from o1e.retrievers import model_of
 
 console = Console(stderr=False, highlight=False)
 
+DATASETS = ("per_query", "run", "rejects")
+"""The datasets ``write_outputs`` writes under the output, each under the eval config's fingerprint."""
+
 
 def print_dataset(data: beir.BeirDataset) -> None:
     s = data.summary()
     console.print(f"[bold]{data.url}[/bold] split={data.split}: {s['documents']:,} documents, "
                   f"{s['queries']:,} judged queries, {s['judgments']:,} judgments, {s['rejects']} rejected rows")
     for reject in data.rejects[:5]:
-        console.print(f"  rejected ({reject.reason}): {reject.detail}")
+        console.print(f"  rejected ({reject.reason}): {reject.detail}", soft_wrap=True)
     if len(data.rejects) > 5:
         console.print(f"  ... and {len(data.rejects) - 5} more (see rejects/ in the output)")
 
@@ -83,7 +86,8 @@ def write_outputs(cfg, result) -> None:
     parents = [{"url": data.url, "split": data.split, "corpus_fingerprint": data.corpus.fingerprint}]
     if result.thoughts is not None:
         parents.append({"url": result.thoughts.url, "schema": "thoughts"})
-    meta = {"config_fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"), "parents": parents}
+    meta = {"config_fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"), "parents": parents,
+            "overwrite": cfg.overwrite}
     model = model_of(cfg.retriever)
     metrics = dict(result.metrics)
     metrics.update({

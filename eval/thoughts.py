@@ -160,12 +160,7 @@ def generate(cfg: EvalConfig, data: beir.BeirDataset, model_dir: str | None, sho
     url = storage.join(cfg.output, "thoughts")
     lineage = {"config": t.model_dump(mode="json"), "config_fingerprint": fp,
                "parents": [{"url": data.url, "split": data.split, "corpus_fingerprint": data.corpus.fingerprint}]}
-    try:
-        writer = storage.DatasetWriter(url, "thoughts", **lineage)
-    except storage.StorageError:
-        if show:
-            print(f"{url} holds thoughts made with another model or settings: generating them anew")
-        writer = storage.DatasetWriter(url, "thoughts", overwrite=True, **lineage)
+    writer = storage.DatasetWriter(url, "thoughts", overwrite=cfg.overwrite, **lineage)
     shards = {f"{i // t.shard_size:05d}": query_ids[i:i + t.shard_size]
               for i in range(0, len(query_ids), t.shard_size)}
     done = set(writer.committed())

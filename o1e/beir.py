@@ -2,8 +2,8 @@
 
 Problems are named by file and line. A malformed line is an error by default (``on_bad_line="error"``):
 silently evaluating on a shrunken corpus would inflate every metric. With ``on_bad_line="skip"`` it
-becomes a counted reject instead. Qrels that name an unknown query or document are skipped and counted,
-as BEIR's loaders effectively do (such a judgment can never be retrieved or evaluated).
+becomes a counted reject instead. Qrels that name an unknown query are skipped and counted; qrels that
+name a document missing from the corpus are counted and kept, as BEIR's loader and MTEB keep them.
 """
 
 from __future__ import annotations
@@ -65,14 +65,27 @@ class BeirDataset:
         }
 
 
-def _lines(url: str) -> Iterator[tuple[int, str]]:
+def iter_lines(url: str, on_bad_line: OnBadLine, rejects: list[Reject]) -> Iterator[tuple[int, str]]:
+    """The lines of a UTF-8 text file, numbered from 1. A line that is not valid UTF-8 is an error naming
+    the file and line, or with ``on_bad_line="skip"`` a ``bad_line`` reject."""
     with storage.open_input(url) as raw:
-        for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), start=1):
+        # surrogateescape keeps reading past invalid bytes, so the bad line itself can be named
+        for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape"), start=1):
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as err:
+                message = (f"{url} line {number}: not valid UTF-8 (byte {ord(line[err.start]) - 0xDC00:#04x} at "
+                           f"character {err.start + 1})")
+                if on_bad_line == "error":
+                    raise DatasetError(f"{message}: re-encode the file as UTF-8, or on_bad_line=skip to reject "
+                                       "the line") from None
+                rejects.append(Reject(url, str(number), "bad_line", message))
+                continue
             yield number, line
 
 
 def _read_jsonl(url: str, on_bad_line: OnBadLine, rejects: list[Reject]) -> Iterator[tuple[int, dict]]:
-    for number, line in _lines(url):
+    for number, line in iter_lines(url, on_bad_line, rejects):
         if not line.strip():
             continue
         try:
@@ -84,7 +97,7 @@ def _read_jsonl(url: str, on_bad_line: OnBadLine, rejects: list[Reject]) -> Iter
         except ValueError as err:
             message = f"{url} line {number}: {err}"
             if on_bad_line == "error":
-                raise DatasetError(message) from None
+                raise DatasetError(f"{message} (fix the line, or on_bad_line=skip to reject it)") from None
             rejects.append(Reject(url, str(number), "bad_line", message))
             continue
         yield number, obj
@@ -116,15 +129,27 @@ def load_corpus(url: str, on_bad_line: OnBadLine = "error", rejects: list[Reject
 
 
 def load_queries(url: str, on_bad_line: OnBadLine = "error", rejects: list[Reject] | None = None) -> dict[str, str]:
+    """Query id -> text. An empty query and a repeated id (the first copy is kept) are rejects."""
     rejects = [] if rejects is None else rejects
-    return {str(obj["_id"]): str(obj.get("text") or "") for _, obj in _read_jsonl(url, on_bad_line, rejects)}
+    queries: dict[str, str] = {}
+    for number, obj in _read_jsonl(url, on_bad_line, rejects):
+        query_id, text = str(obj["_id"]), obj.get("text")
+        if query_id in queries:
+            rejects.append(Reject(url, query_id, "duplicate_query",
+                                  f"{url} line {number}: query id {query_id!r} repeated; the first copy is kept"))
+        elif not isinstance(text, str) or not text.strip():
+            rejects.append(Reject(url, query_id, "empty_query",
+                                  f"{url} line {number}: query {query_id!r} has no text (got {text!r})"))
+        else:
+            queries[query_id] = text
+    return queries
 
 
 def load_qrels(url: str, on_bad_line: OnBadLine = "error", rejects: list[Reject] | None = None
                ) -> dict[str, dict[str, int]]:
     rejects = [] if rejects is None else rejects
     qrels: dict[str, dict[str, int]] = {}
-    for number, line in _lines(url):
+    for number, line in iter_lines(url, on_bad_line, rejects):
         if not line.strip():
             continue
         fields = next(csv.reader([line.rstrip("\r\n")], delimiter="\t"))
@@ -150,10 +175,14 @@ def available_splits(url: str) -> list[str]:
 
 
 def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file: str = "corpus.jsonl",
-         queries_file: str = "queries.jsonl") -> BeirDataset:
-    """Load one split of a BEIR dataset; qrels naming unknown queries or documents become rejects."""
+         queries_file: str = "queries.jsonl", drop_unknown_docs: bool = False) -> BeirDataset:
+    """Load one split of a BEIR dataset. Qrels naming an unknown query are rejects. Qrels naming a document
+    missing from the corpus are counted (reason ``unknown_doc``) and, as BEIR's loader and MTEB do, kept in
+    the judgments: the document is simply never retrieved. ``drop_unknown_docs`` drops them instead (what
+    a stage that needs the judged passages' text must do)."""
     if not storage.is_dir(url):
-        raise DatasetError(f"dataset folder not found: {url}")
+        raise DatasetError(f"dataset folder not found: {url} (give a BEIR folder or s3:// prefix holding "
+                           "corpus.jsonl, queries.jsonl and qrels/)")
     qrels_url = storage.join(url, "qrels", f"{split}.tsv")
     if not storage.exists(qrels_url):
         splits = available_splits(url)
@@ -167,17 +196,22 @@ def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file:
     raw_qrels = load_qrels(qrels_url, on_bad_line, rejects)
 
     known_docs = set(corpus.ids)
+    rejected_queries = {r.row for r in rejects if r.reason == "empty_query"}
     qrels: dict[str, dict[str, int]] = {}
     for query_id, judged in raw_qrels.items():
+        if query_id in rejected_queries:  # counted once, as the query's own reject
+            continue
         if query_id not in all_queries:
             rejects.append(Reject(qrels_url, query_id, "unknown_query",
                                   f"{qrels_url}: query {query_id!r} is not in {queries_file}"))
             continue
+        fate = "dropped" if drop_unknown_docs else "kept in the judgments, never retrieved"
         for doc_id in judged:
             if doc_id not in known_docs:
                 rejects.append(Reject(qrels_url, f"{query_id}/{doc_id}", "unknown_doc",
-                                      f"{qrels_url}: query {query_id!r} judges {doc_id!r}, not in {corpus_file}"))
-        kept = {d: r for d, r in judged.items() if d in known_docs}
+                                      f"{qrels_url}: query {query_id!r} judges {doc_id!r}, not in {corpus_file} "
+                                      f"({fate})"))
+        kept = {d: r for d, r in judged.items() if d in known_docs or not drop_unknown_docs}
         if kept:
             qrels[query_id] = kept
     if not qrels:

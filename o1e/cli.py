@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from dataclasses import dataclass, field
 
-from o1e.config import ConfigError, load_config
+from o1e.config import load_config
 from o1e.provenance import code_version
 
 
@@ -182,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     lineage.add_argument("path", help="a dataset folder, a model saved by o1e train, or an eval output (or s3://)")
     lineage.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    verify = sub.add_parser("verify", help="check datasets against their manifests (rows, sizes, checksums)",
+                            description="Check every dataset at or under each PATH (a dataset folder or a stage's "
+                                        "output) against its manifest; exit 1 when anything is wrong.",
+                            epilog="example:\n  o1e verify outputs/demo", formatter_class=argparse.RawDescriptionHelpFormatter)
+    verify.add_argument("paths", nargs="+", metavar="PATH", help="dataset folder, stage output, or s3:// prefix")
+    verify.add_argument("--no-checksum", action="store_true", help="check rows and sizes only (no full read)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line)")
     return parser
 
 
@@ -223,11 +231,10 @@ def print_lineage(url: str, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # Errors a user can fix (config, data, paths) are one clear line, not a traceback.
-    from o1e.beir import DatasetError
-    from o1e.storage import StorageError
-    from o1e.llm.base import EngineError
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])  # usage errors: argparse exits 2
+    from o1e import errors
 
     try:
         if args.command == "demo":
@@ -236,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "lineage":
             print_lineage(args.path, args.json)
             return 0
+        if args.command == "verify":
+            from o1e.verify import verify_paths
+
+            return verify_paths(args.paths, checksum=not args.no_checksum)
         stage = STAGES[args.command]
         if isinstance(stage, StageGroup):
             stage = stage.steps[args.step]
@@ -251,12 +262,18 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _load(stage.runner)(cfg)
         return 0
-    except ConfigError as err:
-        print(f"o1e {args.command}: {err}", file=sys.stderr)
-        return 2
-    except (DatasetError, StorageError, FileNotFoundError, EngineError) as err:
-        print(f"o1e {args.command}: error: {err}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print(f"o1e {args.command}: interrupted; committed shards are kept: rerun the same command to resume",
+              file=sys.stderr)
+        return errors.INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - every error a user meets becomes one line (--debug: traceback)
+        if debug:
+            traceback.print_exc()
+        code, message = errors.describe(err)
+        print(f"o1e {args.command}: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

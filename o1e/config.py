@@ -33,7 +33,24 @@ class StageConfig(Section):
     """Base of every stage's config."""
 
     # Fields that say where results go or how loudly, not what is computed: left out of the fingerprint.
-    not_fingerprinted: ClassVar[tuple[str, ...]] = ("output", "ray", "progress")
+    not_fingerprinted: ClassVar[tuple[str, ...]] = ("output", "ray", "progress", "overwrite")
+
+    overwrite: bool = False
+    """Replace output that another config made. Without it a stage refuses to write over or mix into
+    such output (``o1e.storage.check_rerun``); a rerun of the same config resumes or replaces its own."""
+
+    def output_urls(self) -> list[str]:
+        """Every place this stage writes to (``check_outputs`` checks them before any work)."""
+        return [self.output] if getattr(self, "output", None) else []
+
+    def check_outputs(self) -> None:
+        """Fail before the work when an output cannot be written (``o1e.storage.check_output``)."""
+        for url in self.output_urls():
+            try:
+                storage.resolve(url)
+            except storage.StorageError as err:
+                raise ConfigError(f"output: {err}") from None
+            storage.check_output(url)
 
     def fingerprint(self) -> str:
         data = self.model_dump(mode="json")

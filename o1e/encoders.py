@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from o1e import storage
-from o1e.config import Section
+from o1e.config import ConfigError, Section
 from o1e.provenance import directory_fingerprint, fingerprint
 
 # Models that an installed Python package carries, usable by name without a hub.
@@ -64,6 +64,21 @@ def resolve_model_dir(spec: str, cache_dir: str | None = None) -> str:
         f"model directory not found: {spec!r}. Models load from local folders or s3:// prefixes "
         f"(no hub downloads); packaged names: {sorted(PACKAGED_MODELS)}"
     )
+
+
+def check_model_dir(model_dir: str, key: str) -> None:
+    """Load a model folder's config and tokenizer (not its weights), so that a folder that cannot work
+    fails once, here, before workers or engines start and fail in each of them."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from o1e.errors import one_line
+
+    try:
+        AutoConfig.from_pretrained(model_dir)
+        AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{key}: {model_dir} is not a usable model folder ({one_line(str(err))[:300]}): "
+                          "give a Hugging Face folder with its config.json and tokenizer files") from None
 
 
 def model_fingerprint(config: DenseEncoderConfig, model_dir: str) -> str:

@@ -10,7 +10,8 @@ Stages chain under one output root unless a section names its own paths::
 
 ``baselines`` are further evaluations on the same dataset, each printed beside the trained model (BM25,
 a dense encoder, the O1 model before training). A baseline ``o1`` retriever without a model evaluates the
-base model ``train.model``. The top-level ``ray`` section is every stage's unless the stage sets its own.
+base model ``train.model``. The top-level ``ray`` section and ``overwrite`` are every stage's unless the
+stage sets its own.
 
 A stage section may start from that stage's own config file (``train: {config: train/configs/paper_qwen2.5-7b.yaml}``):
 the file gives what the stage computes, the section's keys override it, and the paths still chain.
@@ -133,10 +134,10 @@ def chain_paths(data: dict[str, Any]) -> dict[str, Any]:
         if b_retriever.get("kind") == "o1" and train.get("model"):
             b_retriever.setdefault("model", train["model"])
         baseline.setdefault("output", at("baselines", name))
-    ray = data.get("ray")
-    if ray:
-        for stage in (prepare, synth, vote, train, evaluate, *data["baselines"].values()):
-            stage.setdefault("ray", ray)
+    for key in ("ray", "overwrite"):  # pipeline-wide settings, unless a stage sets its own
+        if data.get(key):
+            for stage in (prepare, synth, vote, train, evaluate, *data["baselines"].values()):
+                stage.setdefault(key, data[key])
     return data
 
 

@@ -99,7 +99,6 @@ class PromptConfig(Section):
 class SynthConfig(StageConfig):
     """Write ``num_candidates`` thoughts per training query with an expert LLM."""
 
-    not_fingerprinted: ClassVar[tuple[str, ...]] = StageConfig.not_fingerprinted + ("new_run",)
 
     input: str = "outputs/synth/prepared/training_rows"
     """A ``training_rows`` dataset (``o1e synth prepare`` writes one)."""
@@ -111,12 +110,10 @@ class SynthConfig(StageConfig):
     shard_size: int = Field(256, ge=1)
     """Queries per shard: the unit of work that is committed, resumed and retried."""
     output: str = "outputs/synth/run"
-    new_run: bool = False
     incremental: bool = False
     """Add to the output instead of resuming one run: generate only for queries the output does not hold
     yet, commit them as this run's shards and append the run (id, time, rows added) to the candidates
     manifest's ``history`` (scheduled synthesis over a growing source)."""
-    """Replace output left by a run with another config instead of refusing to mix with it."""
     progress: bool = True
     ray: RayConfig = RayConfig()
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from o1e import storage
+from o1e.encoders import check_model_dir, resolve_model_dir
 from o1e.llm import GenerationResult, Request, ShardWork, make_engine
 from o1e.provenance import fingerprint
 from synth import report
@@ -47,9 +48,10 @@ class RunStats:
 
 def run_fingerprint(cfg: SynthConfig, manifest: storage.Manifest) -> str:
     """The config's fingerprint plus the input's identity: resuming onto changed input must not mix.
-    An incremental output spans inputs that grow from run to run, so there the config alone counts."""
+    An incremental output spans inputs that grow (or move) from run to run, so there the config alone
+    counts, its input left out."""
     if cfg.incremental:
-        return cfg.fingerprint()
+        return cfg.model_copy(update={"input": ""}).fingerprint()
     return fingerprint({"config": cfg.fingerprint(), "input": [(f["path"], f["num_rows"]) for f in manifest.files]})
 
 
@@ -89,6 +91,7 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
     ``cfg.engine``, started, and closed at the end.
     """
     started = time.perf_counter()
+    cfg.check_outputs()
     manifest = storage.read_manifest(cfg.input)
     if manifest.schema != "training_rows":
         raise storage.StorageError(f"{cfg.input} holds a {manifest.schema!r} dataset, expected 'training_rows'")
@@ -96,8 +99,9 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
     lineage = {"config": cfg.model_dump(mode="json"), "config_fingerprint": run_fp,
                "parents": [storage.dataset_ref(cfg.input)]}
     candidates = storage.DatasetWriter(storage.join(cfg.output, "candidates"), "candidates",
-                                       overwrite=cfg.new_run, **lineage)
-    rejects = storage.DatasetWriter(storage.join(cfg.output, "rejects"), "rejects", overwrite=cfg.new_run, **lineage)
+                                       overwrite=cfg.overwrite, **lineage)
+    rejects = storage.DatasetWriter(storage.join(cfg.output, "rejects"), "rejects", overwrite=cfg.overwrite,
+                                    **lineage)
 
     stats = RunStats(rows_in=manifest.num_rows)
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
@@ -111,6 +115,8 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
         pool = load_pool(cfg.prompt.examples_from or cfg.input)
         duplicates = duplicate_first_rows(cfg.input)
         if owns_engine:
+            if cfg.engine.kind != "openai" and not storage.is_s3(cfg.engine.model):
+                check_model_dir(resolve_model_dir(cfg.engine.model), "engine.model")
             engine = make_engine(cfg.engine, renderer, cfg.sampling, cfg.ray, show=show)
             t0 = time.perf_counter()
             engine.start()

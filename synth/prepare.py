@@ -5,7 +5,6 @@ positives (and the query's own id), of which ``count`` are kept."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ def text_id(text: str) -> str:
 
 def load_beir(cfg: PrepareConfig) -> Source:
     src = cfg.dataset
-    data = beir.load(src.path, src.split, src.on_bad_line)
+    data = beir.load(src.path, src.split, src.on_bad_line, drop_unknown_docs=True)  # positives need their text
     passages = dict(zip(data.corpus.ids, data.corpus.passages()))
     rejects = [_reject(r.source, r.row, r.reason, r.detail) for r in data.rejects]
     rows = []
@@ -64,51 +63,89 @@ def load_beir(cfg: PrepareConfig) -> Source:
 
 
 def teacher_scores(obj: dict, key: str, count: int) -> list[float] | None:
-    """A row's ``pos_scores`` / ``neg_scores`` (teacher scores for distillation), one per passage; None when
-    the row has none."""
-    scores = obj.get(f"{key}_scores")
-    if scores is None:
+    """A row's ``pos_scores`` / ``neg_scores`` (teacher scores for distillation), one number per passage;
+    None when the row has none (or null)."""
+    if obj.get(f"{key}_scores") is None:
         return None
-    if not isinstance(scores, list) or len(scores) != count:
-        raise ValueError(f"{key}_scores must be a list with as many entries as {key}")
-    try:
-        return [float(s) for s in scores]
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}_scores must be numbers") from None
+    scores = _typed_list(obj, f"{key}_scores", (int, float), "number")
+    if scores is not None and len(scores) != count:
+        raise ValueError(f"{key}_scores must have as many entries as {key}")
+    return None if scores is None else [float(s) for s in scores]
+
+
+def _typed_list(obj: dict, key: str, item_types: tuple[type, ...], item: str) -> list | None:
+    """The list under ``key`` (``None`` when absent), every item of ``item_types``; anything else (null, a
+    number, a bare string, a list holding other things) is a ValueError naming the field, never coerced."""
+    if key not in obj:
+        return None
+    value = obj[key]
+    if not isinstance(value, list):
+        raise ValueError(f"{key!r} must be a list of {item}s, got {_json_type(value)}")
+    for i, entry in enumerate(value):
+        if not isinstance(entry, item_types) or isinstance(entry, bool):
+            raise ValueError(f"{key!r}[{i}] must be a {item}, got {_json_type(entry)}")
+    return value
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    return f"{names.get(type(value), type(value).__name__)} {json.dumps(value)[:40]}"
+
+
+def parse_jsonl_row(obj, number: int) -> Row:
+    """One JSONL training row, type-checked field by field (ValueError with the reason)."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {_json_type(obj)}")
+    if not isinstance(obj.get("query"), str):
+        raise ValueError(f"'query' must be a string, got {_json_type(obj.get('query'))}")
+    query_id = obj.get("query_id", obj.get("_id", f"L{number}"))
+    if not isinstance(query_id, (str, int)) or isinstance(query_id, bool):
+        raise ValueError(f"'query_id' must be a string or an integer, got {_json_type(query_id)}")
+    pos = _typed_list(obj, "pos", (str,), "string") or []
+    neg = _typed_list(obj, "neg", (str,), "string") or []
+    pos_ids = _typed_list(obj, "pos_id", (str, int), "string or integer id") or [text_id(p) for p in pos]
+    neg_ids = _typed_list(obj, "neg_id", (str, int), "string or integer id") or [text_id(p) for p in neg]
+    if len(pos_ids) != len(pos) or len(neg_ids) != len(neg):
+        raise ValueError("pos_id/neg_id must have as many entries as pos/neg")
+    return Row(str(query_id), obj["query"], [str(i) for i in pos_ids], pos, [str(i) for i in neg_ids], neg,
+               teacher_scores(obj, "pos", len(pos)), teacher_scores(obj, "neg", len(neg)))
 
 
 def load_jsonl(cfg: PrepareConfig) -> Source:
     src = cfg.dataset
     rows, rejects = [], []
+    bad_lines: list[beir.Reject] = []
     corpus: dict[str, str] = {}
-    with storage.open_input(src.path) as raw:
-        for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict) or not isinstance(obj.get("query"), str):
-                    raise ValueError("expected a JSON object with a string 'query'")
-                pos = [str(p) for p in obj.get("pos") or []]
-                neg = [str(p) for p in obj.get("neg") or []]
-                pos_ids = [str(i) for i in obj.get("pos_id") or [text_id(p) for p in pos]]
-                neg_ids = [str(i) for i in obj.get("neg_id") or [text_id(p) for p in neg]]
-                if len(pos_ids) != len(pos) or len(neg_ids) != len(neg):
-                    raise ValueError("pos_id/neg_id must have as many entries as pos/neg")
-                pos_scores, neg_scores = teacher_scores(obj, "pos", len(pos)), teacher_scores(obj, "neg", len(neg))
-            except ValueError as err:
-                message = f"{src.path} line {number}: {err}"
-                if src.on_bad_line == "error":
-                    raise beir.DatasetError(message) from None
-                rejects.append(_reject(src.path, str(number), "bad_line", message))
-                continue
-            query_id = str(obj.get("query_id", obj.get("_id", f"L{number}")))
-            if not pos:
-                rejects.append(_reject(src.path, query_id, "missing_positive", f"line {number}: empty 'pos'"))
-                continue
-            rows.append(Row(query_id, obj["query"], pos_ids, pos, neg_ids, neg, pos_scores, neg_scores))
-            corpus.update(zip(pos_ids, pos))
-            corpus.update(zip(neg_ids, neg))
+    seen: set[str] = set()
+    for number, line in beir.iter_lines(src.path, src.on_bad_line, bad_lines):
+        if not line.strip():
+            continue
+        try:
+            row = parse_jsonl_row(json.loads(line), number)
+        except ValueError as err:
+            message = f"{src.path} line {number}: {err}"
+            if src.on_bad_line == "error":
+                raise beir.DatasetError(message + " (fix the line, or dataset.on_bad_line=skip to reject it)") from None
+            rejects.append(_reject(src.path, str(number), "bad_line", message))
+            continue
+        if not row.query.strip():
+            rejects.append(_reject(src.path, row.query_id, "empty_query", f"line {number}: empty 'query'"))
+            continue
+        if row.query_id in seen:
+            rejects.append(_reject(src.path, row.query_id, "duplicate_query",
+                                   f"line {number}: query id {row.query_id!r} repeated; the first copy is kept"))
+            continue
+        seen.add(row.query_id)
+        if not row.positives:
+            rejects.append(_reject(src.path, row.query_id, "missing_positive", f"line {number}: empty 'pos'"))
+            continue
+        rows.append(row)
+        corpus.update(zip(row.positive_ids, row.positives))
+        corpus.update(zip(row.negative_ids, row.negatives))
+    rejects += [_reject(r.source, r.row, r.reason, r.detail) for r in bad_lines]
     if src.corpus:
         loaded = beir.load_corpus(src.corpus, src.on_bad_line)
         return Source(rows, loaded.ids, loaded.passages(), rejects)
@@ -160,6 +197,9 @@ def pick_negatives(row: Row, ranked: list[int], corpus_ids: list[str], cfg: Mini
 
 def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
     started = time.perf_counter()
+    cfg.check_outputs()
+    for name in ("training_rows", "rejects"):
+        storage.check_rerun(storage.join(cfg.output, name), cfg.fingerprint(), cfg.overwrite)
     src = cfg.dataset
     kind = src.format
     if kind == "auto":
@@ -197,11 +237,12 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
     }
     writer.finalize(extra={"summary": summary})
     rejects = pa.Table.from_pylist(source.rejects) if source.rejects else storage.schemas.REJECTS.empty()
-    storage.write_table(storage.join(cfg.output, "rejects"), rejects, "rejects", **lineage)
+    storage.write_table(storage.join(cfg.output, "rejects"), rejects, "rejects", overwrite=True, **lineage)
     storage.write_json(storage.join(cfg.output, "summary.json"), summary)
     if show:
         console.print(f"[bold]prepared[/bold] {summary['rows']:,} training rows from {src.path} ({kind}, "
                       f"split {src.split}): {summary['passed_through']:,} carried negatives, "
                       f"{summary['mined']:,} mined with {cfg.mining.method} (top {cfg.mining.depth}, keep "
-                      f"{cfg.mining.count}), {summary['rejects']:,} rejected -> {cfg.output}/training_rows")
+                      f"{cfg.mining.count}), {summary['rejects']:,} rejected -> {cfg.output}/training_rows",
+                      soft_wrap=True)
     return summary

@@ -13,6 +13,7 @@ import committee.driver as driver
 from committee.config import CommitteeConfig
 from committee.oracle import oracle_inputs
 from o1e import beir, storage
+from o1e.beir import DatasetError
 from o1e.cli import main
 
 QUERIES = 96
@@ -115,7 +116,7 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(ray_cluster, inputs,
     assert len(ids) == len(set(ids)) == QUERIES
 
     # a changed config must not mix its shards with these
-    with pytest.raises(storage.StorageError, match="refusing to mix"):
+    with pytest.raises(storage.StorageError, match="another config.*overwrite=true"):
         driver.run_committee(make_config(inputs, minilm, crashed, vote="hard"), show=False)
 
 
@@ -138,15 +139,15 @@ def test_o1e_vote_command(inputs, minilm, tmp_path, capsys):
     assert "not a committed dataset" in capsys.readouterr().err
 
 
-def test_a_run_where_every_query_is_rejected_still_commits(tmp_path):
+def test_a_run_where_every_query_is_rejected_commits_the_rejects_and_fails(tmp_path):
     training = pa.Table.from_pylist([{"query_id": "q", "query": "x", "positive_ids": [], "positives": [],
                                       "negative_ids": [], "negatives": []}])
     storage.write_table(str(tmp_path / "training_rows"), training, "training_rows")
     storage.write_table(str(tmp_path / "candidates"), storage.schemas.CANDIDATES.empty(), "candidates")
     cfg = CommitteeConfig(training_rows=str(tmp_path / "training_rows"), candidates=str(tmp_path / "candidates"),
                           members=[{"kind": "bm25"}], executor="local", progress=False, output=str(tmp_path / "out"))
-    result = driver.run_committee(cfg, show=True)
-    outputs = read_outputs(tmp_path / "out")
-    assert outputs["training"] == [] and outputs["committee_scores"] == []
-    assert [(r["row"], r["reason"]) for r in outputs["rejects"]] == [("q", "missing_gold")]
-    assert result.diagnostics["queries_voted"] == 0
+    with pytest.raises(DatasetError, match=r"no query could be voted: all 1 were rejected \(missing_gold 1"):
+        driver.run_committee(cfg, show=True)
+    assert not storage.is_dataset(str(tmp_path / "out" / "training"))
+    rejects = storage.read_table(str(tmp_path / "out" / "rejects")).to_pylist()
+    assert [(r["row"], r["reason"]) for r in rejects] == [("q", "missing_gold")]

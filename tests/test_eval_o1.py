@@ -149,7 +149,7 @@ def test_driver_killed_during_generation_resumes_only_uncommitted_shards(o1_mode
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     markers = os.path.join(out, "thoughts", "_shards")
     deadline = time.time() + 300
-    while not (os.path.isdir(markers) and len(os.listdir(markers)) >= 2):
+    while not (os.path.isdir(markers) and len([n for n in os.listdir(markers) if n.endswith(".json")]) >= 2):
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
         assert time.time() < deadline, "no thought shard committed in time"
         time.sleep(0.05)

@@ -67,9 +67,20 @@ def test_crash_then_rerun_resumes_without_duplicates(root):
 def test_refuses_to_mix_config_fingerprints(root):
     url = storage.join(root, "mixed")
     storage.DatasetWriter(url, "eval_run", config_fingerprint="old").commit_shard("00000", rows(1))
-    with pytest.raises(storage.StorageError, match="refusing to mix"):
+    with pytest.raises(storage.StorageError, match="another config .*overwrite=true"):
         storage.DatasetWriter(url, "eval_run", config_fingerprint="new")
     storage.DatasetWriter(url, "eval_run", config_fingerprint="new", overwrite=True)  # a new run is allowed
+
+
+def test_write_table_refuses_another_configs_dataset(root):
+    url = storage.join(root, "whole")
+    storage.write_table(url, rows(2), "eval_run", config_fingerprint="a")
+    storage.write_table(url, rows(3), "eval_run", config_fingerprint="a")  # same config: replaced
+    assert storage.read_manifest(url).num_rows == 3
+    with pytest.raises(storage.StorageError, match="overwrite=true"):
+        storage.write_table(url, rows(1), "eval_run", config_fingerprint="b")
+    storage.write_table(url, rows(1), "eval_run", config_fingerprint="b", overwrite=True)
+    assert storage.read_table(url).num_rows == 1
 
 
 def test_schema_violations_are_named(tmp_path):
@@ -99,10 +110,15 @@ def test_atomic_local_write_leaves_no_temporaries(tmp_path):
 
 
 def test_bad_urls_and_missing_files(tmp_path):
-    with pytest.raises(storage.StorageError, match="unsupported URL scheme"):
+    with pytest.raises(storage.StorageError, match="unsupported URL"):
         storage.resolve("gs://bucket/x")
-    with pytest.raises(storage.StorageError, match="malformed S3 URL"):
-        storage.resolve("s3://")
+    for bad in ("s3://", "s3:///x", "s3://B_/x", "s3://ab"):
+        with pytest.raises(storage.StorageError, match="malformed S3 URL"):
+            storage.resolve(bad)
+        with pytest.raises(storage.StorageError, match="malformed S3 URL"):
+            storage.join(bad, "rejects")  # never a local folder named 's3:'
+    with pytest.raises(storage.StorageError, match="unsupported URL"):
+        storage.resolve("s3:bucket/x")
     with pytest.raises(storage.StorageError, match="not found"):
         storage.read_bytes(str(tmp_path / "nope"))
 

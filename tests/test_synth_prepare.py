@@ -114,4 +114,56 @@ def test_jsonl_teacher_scores_are_carried(tmp_path):
     assert by_id["c"]["pos_scores"] == [3.0] and by_id["c"]["neg_scores"] is None and by_id["c"]["negatives"]
     assert "d" not in by_id and summary["rejects"] == 1 and summary["with_teacher_scores"] == 1
     rejects = storage.read_table(f"{tmp_path}/out/rejects").to_pylist()
-    assert "neg_scores must be a list with as many entries as neg" in rejects[0]["detail"]
+    assert "neg_scores must have as many entries as neg" in rejects[0]["detail"]
+
+
+def test_jsonl_fields_are_typed_never_coerced(tmp_path):
+    good = {"query_id": "ok", "query": "fine", "pos": ["a passage"], "neg": ["another"]}
+    bad = [
+        ({"query_id": "s", "query": "q", "pos": "abc"}, "'pos' must be a list of strings, got a string"),
+        ({"query_id": "n", "query": "q", "pos": None}, "'pos' must be a list of strings, got null"),
+        ({"query_id": "5", "query": "q", "pos": 5}, "'pos' must be a list of strings, got a number"),
+        ({"query_id": "i", "query": "q", "pos": ["x", 3]}, r"'pos'\[1\] must be a string, got a number"),
+        ({"query_id": "g", "query": "q", "pos": ["x"], "neg": None}, "'neg' must be a list of strings, got null"),
+        ({"query_id": "t", "query": 7, "pos": ["x"]}, "'query' must be a string, got a number"),
+    ]
+    path = tmp_path / "rows.jsonl"
+    for row, reason in bad:
+        path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
+        with pytest.raises(beir.DatasetError, match=f"rows.jsonl line 2: {reason}"):
+            prepare([f"dataset.path={path}", f"output={tmp_path}/out", "mining.method=none"])
+    path.write_text("".join(json.dumps(r) + "\n" for r in [good] + [row for row, _ in bad]))
+    summary, rows = prepare([f"dataset.path={path}", f"output={tmp_path}/skip", "mining.method=none",
+                             "dataset.on_bad_line=skip"])
+    assert [r["query_id"] for r in rows] == ["ok"] and summary["rejects"] == len(bad)
+    rejects = storage.read_table(f"{tmp_path}/skip/rejects").to_pylist()
+    assert [r["row"] for r in rejects] == [str(n) for n in range(2, 2 + len(bad))]
+    assert {r["reason"] for r in rejects} == {"bad_line"}
+
+
+def test_jsonl_empty_queries_repeated_ids_and_invalid_utf8(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    lines = [json.dumps({"query_id": "a", "query": "one", "pos": ["p1"]}).encode(),
+             json.dumps({"query_id": "b", "query": " ", "pos": ["p2"]}).encode(),
+             json.dumps({"query_id": "a", "query": "again", "pos": ["p3"]}).encode(),
+             b'{"query_id": "c", "query": "caf\xe9", "pos": ["p4"]}',
+             json.dumps({"query_id": "d", "query": "four", "pos": ["p5"]}).encode()]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(beir.DatasetError, match=r"rows.jsonl line 4: not valid UTF-8"):
+        prepare([f"dataset.path={path}", f"output={tmp_path}/out", "mining.method=none"])
+    summary, rows = prepare([f"dataset.path={path}", f"output={tmp_path}/skip", "mining.method=none",
+                             "dataset.on_bad_line=skip"])
+    assert [(r["query_id"], r["query"]) for r in rows] == [("a", "one"), ("d", "four")]
+    rejects = storage.read_table(f"{tmp_path}/skip/rejects").to_pylist()
+    assert sorted((r["row"], r["reason"]) for r in rejects) == [
+        ("4", "bad_line"), ("a", "duplicate_query"), ("b", "empty_query")]
+
+
+def test_rerun_with_another_config_is_refused_unless_overwrite(tmp_path):
+    out = f"output={tmp_path}/out"
+    prepare([out, "mining.count=2", "mining.depth=5"])
+    prepare([out, "mining.count=2", "mining.depth=5"])  # the same config: replaced, no question
+    with pytest.raises(storage.StorageError, match="another config.*overwrite=true"):
+        prepare([out, "mining.count=3", "mining.depth=5"])
+    _, rows = prepare([out, "mining.count=3", "mining.depth=5", "overwrite=true"])
+    assert all(len(r["negatives"]) == 3 for r in rows)

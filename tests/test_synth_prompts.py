@@ -146,7 +146,7 @@ def test_shards_are_stable_and_skippable(tmp_path):
 def test_fingerprint_ignores_deployment_not_content():
     base = load_config(SynthConfig, None, ["engine.model=/m"])
     scaled = load_config(SynthConfig, None, ["engine.model=/m", "engine.replicas=8", "output=elsewhere",
-                                             "new_run=true", "engine.num_cpus_per_replica=4"])
+                                             "overwrite=true", "engine.num_cpus_per_replica=4"])
     assert base.fingerprint() == scaled.fingerprint()
     for change in ("seed=1", "num_candidates=4", "prompt.task=x", "sampling.max_tokens=10", "engine.model=/n",
                    "shard_size=7"):
@@ -174,7 +174,7 @@ def test_rerun_with_another_config_refuses_to_mix(tmp_path):
     storage.DatasetWriter(storage.join(out, "candidates"), "candidates", config_fingerprint="someone-else"
                           ).commit_shard("000000", storage.schemas.CANDIDATES.empty())
     cfg = load_config(SynthConfig, None, [f"input={url}", f"output={out}", "engine.model=/nowhere"])
-    with pytest.raises(storage.StorageError, match="refusing to mix"):
+    with pytest.raises(storage.StorageError, match="another config.*overwrite=true"):
         run_synth(cfg, show=False)
 
 

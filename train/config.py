@@ -110,3 +110,6 @@ class TrainConfig(StageConfig):
         if self.sequence.max_length < self.sequence.query_max_tokens + 6:
             raise ValueError("sequence.max_length must leave room for the query and the special tokens")
         return self
+
+    def output_urls(self) -> list[str]:
+        return [self.output] + ([self.storage_path] if self.storage_path else [])

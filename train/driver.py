@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from o1e import schemas, storage
 from o1e.config import ConfigError
+from o1e.encoders import check_model_dir, resolve_model_dir
 from o1e.provenance import code_version, directory_fingerprint
 from o1e.ray_utils import init_ray
 from train.config import TrainConfig
@@ -47,14 +48,15 @@ def check_config(cfg: TrainConfig) -> str:
     except (OSError, ValueError) as err:
         raise ConfigError(f"deepspeed.config: cannot read DeepSpeed JSON {path}: {err}") from None
     deepspeed_config(cfg, cfg.num_workers)
+    cfg.check_outputs()
+    storage.check_rerun_record(storage.join(cfg.output, "model", LINEAGE_FILE), cfg.fingerprint(), cfg.overwrite)
     if storage.is_s3(cfg.model):
-        from o1e.encoders import resolve_model_dir
-
         model_dir = resolve_model_dir(cfg.model)
     else:
         model_dir = os.path.abspath(os.path.expanduser(cfg.model))
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise ConfigError(f"model: {cfg.model} is not a Hugging Face model folder (no config.json)")
+    check_model_dir(model_dir, "model")
     return model_dir
 
 
@@ -104,7 +106,8 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     table, rejects, probe = split_rejects(cfg, storage.read_table(cfg.data, schema_name="training"))
     num_rows = table.num_rows + len(rejects)
     if rejects:
-        storage.write_table(storage.join(cfg.output, "rejects"), pa.Table.from_pylist(rejects), "rejects")
+        storage.write_table(storage.join(cfg.output, "rejects"), pa.Table.from_pylist(rejects), "rejects",
+                            config_fingerprint=cfg.fingerprint(), overwrite=cfg.overwrite)
     if table.num_rows < cfg.num_workers:
         raise ConfigError(f"data: {table.num_rows} usable of the {num_rows} rows of {cfg.data} cannot feed "
                           f"{cfg.num_workers} workers (see rejects)")

@@ -13,7 +13,7 @@ def scifact_training_table(num_queries: int = 16, negatives: int = 7, seed: int 
     from o1e import beir
     from o1e.paths import DEMO_DATA
 
-    data = beir.load(DEMO_DATA, "train")
+    data = beir.load(DEMO_DATA, "train", drop_unknown_docs=True)
     passages = dict(zip(data.corpus.ids, data.corpus.passages()))
     titles = dict(zip(data.corpus.ids, data.corpus.titles))
     rng = random.Random(seed)

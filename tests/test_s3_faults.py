@@ -1,0 +1,95 @@
+"""Object-storage faults through a fault-injecting proxy in front of the loopback S3 server: transient
+faults (503 SlowDown, 500, dropped connections, delays) are retried and change nothing; a server gone
+mid-run fails the stage with one line, and a rerun completes without duplicates."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from bad_inputs import run
+from conftest import upload_dir
+from faulty_s3 import FaultyProxy
+from o1e import storage
+
+
+def rows(n, start=0):
+    return pa.table({"k": [0] * n, "query_id": [str(i) for i in range(start, start + n)],
+                     "doc_id": [f"d{i}" for i in range(start, start + n)],
+                     "rank": list(range(1, n + 1)), "score": [float(i) for i in range(n)]})
+
+
+@pytest.fixture()
+def upstream_port(s3_server) -> int:
+    return int(s3_server.rsplit(":", 1)[1])
+
+
+def test_datasets_written_and_read_through_transient_faults(s3_bucket, upstream_port, monkeypatch):
+    # 20% of requests fail: with 8 attempts a request fails for good with odds 0.2**8 (about 3e-6)
+    with FaultyProxy(upstream_port, fault_rate=0.2, seed=1) as proxy:
+        monkeypatch.setenv("O1E_S3_ENDPOINT", proxy.url)
+        url = s3_bucket + "/faulty/ds"
+        writer = storage.DatasetWriter(url, "eval_run", config_fingerprint="fp")
+        for shard in range(6):
+            writer.commit_shard(f"{shard:05d}", rows(50, 50 * shard))
+        writer.finalize()
+        back = storage.read_table(url, checksum=True)
+        problems = storage.verify_dataset(url)
+    assert back.column("query_id").to_pylist() == [str(i) for i in range(300)] and problems == []
+    assert min(proxy.counts[f] for f in ("slow_down", "internal", "drop", "delay")) > 0, proxy.counts
+
+
+def prepare_rows(tmp_path, bucket: str) -> str:
+    lines = "".join(json.dumps({"query_id": f"q{i}", "query": f"question {i}", "pos": [f"passage {i}"],
+                                "neg": [f"other {i}"]}) + "\n" for i in range(400))
+    (tmp_path / "rows.jsonl").write_text(lines)
+    storage.write_bytes(f"{bucket}/in/rows.jsonl", lines.encode())
+    return f"{bucket}/in/rows.jsonl"
+
+
+def test_stages_on_s3_through_faults_equal_a_clean_run(s3_bucket, upstream_port, monkeypatch, demo_data, tmp_path):
+    source = prepare_rows(tmp_path, s3_bucket)
+    upload_dir(demo_data, f"{s3_bucket}/beir")
+    prepare = ["synth", "prepare", "-d", source, "-m", "none", "shard_rows=50"]
+    evaluate = ["eval", "-d", f"{s3_bucket}/beir", "-k", "10"]
+    assert run(prepare + ["-o", f"{s3_bucket}/clean/prep"])[0] == 0
+    assert run(evaluate + ["-o", f"{s3_bucket}/clean/eval"])[0] == 0
+    with FaultyProxy(upstream_port, fault_rate=0.15, delay_s=0.1, seed=2) as proxy:
+        monkeypatch.setenv("O1E_S3_ENDPOINT", proxy.url)
+        assert run(prepare + ["-o", f"{s3_bucket}/faulty/prep"])[0] == 0
+        assert run(evaluate + ["-o", f"{s3_bucket}/faulty/eval"])[0] == 0
+    monkeypatch.undo()
+    monkeypatch.setenv("O1E_S3_ENDPOINT", f"http://127.0.0.1:{upstream_port}")
+    assert min(proxy.counts[f] for f in ("slow_down", "internal", "drop", "delay")) > 2, proxy.counts
+    for a, b in [("clean/prep/training_rows", "faulty/prep/training_rows"), ("clean/eval/run", "faulty/eval/run")]:
+        assert storage.read_table(f"{s3_bucket}/{a}").equals(storage.read_table(f"{s3_bucket}/{b}"))
+    clean = storage.read_json(f"{s3_bucket}/clean/eval/metrics.json")
+    faulty = storage.read_json(f"{s3_bucket}/faulty/eval/metrics.json")
+    assert clean["ndcg@10"] == faulty["ndcg@10"]
+
+
+def test_server_gone_mid_run_fails_with_one_line_and_a_rerun_completes(s3_bucket, upstream_port, monkeypatch,
+                                                                         tmp_path):
+    source = prepare_rows(tmp_path, s3_bucket)
+    out = f"{s3_bucket}/gone/prep"
+    argv = ["synth", "prepare", "-d", source, "-m", "none", "shard_rows=50", "-o", out]
+    with FaultyProxy(upstream_port, fault_rate=0.0) as counting:
+        monkeypatch.setenv("O1E_S3_ENDPOINT", counting.url)
+        assert run(argv[:-1] + [f"{s3_bucket}/counted/prep"])[0] == 0
+    requests = sum(counting.counts.values())
+    with FaultyProxy(upstream_port, fault_rate=0.0, down_after=requests // 2) as proxy:
+        monkeypatch.setenv("O1E_S3_ENDPOINT", proxy.url)
+        code, _, err = run(argv)
+        assert code == 1, err
+        lines = [x for x in err.splitlines() if x.startswith("o1e ")]
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert "the object store failed after retries" in lines[0] and "rerun the same command" in lines[0]
+        proxy.up()
+        assert not storage.is_dataset(out + "/training_rows")  # nothing half-committed
+        assert run(argv)[0] == 0
+        ids = storage.read_table(out + "/training_rows").column("query_id").to_pylist()
+        assert storage.verify_dataset(out + "/training_rows") == []
+    assert ids == [f"q{i}" for i in range(400)]  # none lost, none twice
+    print(f"\nserver gone after {requests // 2} of {requests} requests: {lines[0]}\ncounts: {proxy.counts}")
