@@ -140,7 +140,7 @@ def main() -> None:
         wall, out = timed(bare_command, env)
         bare_runs.append((wall, json.loads(out.strip().splitlines()[-1])))
         wall, _ = timed(o1e_command(run), env)
-        diagnostics = json.load(open(os.path.join(work, f"out{run}", "diagnostics.json")))
+        diagnostics = json.load(open(os.path.join(work, f"out{run}", "summary.json")))
         o1e_runs.append((wall, diagnostics))
         print(f"run {run}: bare {bare_runs[-1][0]:.1f} s, o1e vote {o1e_runs[-1][0]:.1f} s", flush=True)
     bare_wall, phases = min(bare_runs, key=lambda r: r[0])

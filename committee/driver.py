@@ -16,7 +16,7 @@ from committee.config import CommitteeConfig
 from committee.executors import ShardScores, make_executor
 from committee.plan import Shard, build_groups, plan_shards
 from committee.vote import vote
-from o1e import schemas, storage
+from o1e import runs, schemas, storage
 from o1e.beir import DatasetError
 from o1e.config import ConfigError
 from o1e.encoders import resolve_model_dir
@@ -99,18 +99,17 @@ def run_committee(cfg: CommitteeConfig, show: bool = True) -> CommitteeResult:
     cfg.check_outputs()
     run_fingerprint = fingerprint({"config": cfg.fingerprint(), "training_rows": _input_identity(cfg.training_rows),
                                    "candidates": _input_identity(cfg.candidates)})
-    lineage = {"config_fingerprint": run_fingerprint, "config": cfg.model_dump(mode="json"),
-               "parents": [storage.dataset_ref(cfg.training_rows), storage.dataset_ref(cfg.candidates)]}
-    writers = {name: storage.DatasetWriter(url, name, overwrite=cfg.overwrite, **lineage)
-               for name, url in output_urls(cfg.output).items()}
+    record = runs.RunRecord("committee", cfg, fingerprint=run_fingerprint,
+                            parents=[storage.dataset_ref(cfg.training_rows), storage.dataset_ref(cfg.candidates)])
+    writers = {name: record.writer(name) for name in output_urls(cfg.output)}
     executor = make_executor(cfg)  # members start loading while the inputs are read and planned
     try:
-        return _run(cfg, executor, writers, run_fingerprint, started, show)
+        return _run(cfg, executor, writers, record, started, show)
     finally:
         executor.close()
 
 
-def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWriter], run_fingerprint: str,
+def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWriter], record: runs.RunRecord,
          started: float, show: bool) -> CommitteeResult:
     training = storage.read_table(cfg.training_rows, schema_name="training_rows")
     candidates = storage.read_table(cfg.candidates, columns=CANDIDATE_COLUMNS, schema_name="candidates")
@@ -149,10 +148,8 @@ def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWrite
         "elapsed_s": elapsed, "members_ready_s": members_ready_s, "executor": cfg.executor,
         "shards": len(shards), "shards_run": len(ran),
         "shards_skipped": len(skipped), "candidates_scored": sum(s.num_candidates for s in todo),
-        "config_fingerprint": run_fingerprint,
     })
-    storage.write_text(storage.join(cfg.output, "config.yaml"), cfg.to_yaml())
-    storage.write_json(storage.join(cfg.output, "diagnostics.json"), diagnostics)  # last: the run finished
+    diagnostics = record.finish(diagnostics)
     if show:
         report.print_diagnostics(cfg, diagnostics)
     return CommitteeResult(output=cfg.output, diagnostics=diagnostics, shards_run=ran, shards_skipped=skipped)

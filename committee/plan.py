@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from o1e import runs
+
 from committee.members import ScoringBatch
 
 
@@ -39,7 +41,7 @@ class Shard:
 
 
 def _reject(source: str, row: str, reason: str, detail: str) -> dict:
-    return {"stage": "committee", "source": source, "row": row, "reason": reason, "detail": detail}
+    return runs.reject("committee", source, row, reason, detail)
 
 
 def build_groups(training: pa.Table, candidates: pa.Table, training_url: str = "training_rows",

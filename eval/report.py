@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from eval.metrics import METRICS
-from o1e import beir, lineage, schemas, storage
+from o1e import beir, lineage, runs, schemas, storage
 from o1e.provenance import code_version
 from o1e.retrievers import model_of
 
@@ -86,8 +86,7 @@ def write_outputs(cfg, result) -> None:
     parents = [{"url": data.url, "split": data.split, "corpus_fingerprint": data.corpus.fingerprint}]
     if result.thoughts is not None:
         parents.append({"url": result.thoughts.url, "schema": "thoughts"})
-    meta = {"config_fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"), "parents": parents,
-            "overwrite": cfg.overwrite}
+    record = runs.RunRecord("eval", cfg, parents=parents)
     model = model_of(cfg.retriever)
     metrics = dict(result.metrics)
     metrics.update({
@@ -95,7 +94,7 @@ def write_outputs(cfg, result) -> None:
         "dataset": data.url, "split": data.split, "retriever": result.info["retriever"],
         "skipped": {reason: sum(r.reason == reason for r in rejected)
                     for reason in sorted({r.reason for r in rejected})},
-        "config_fingerprint": meta["config_fingerprint"], "corpus_fingerprint": data.corpus.fingerprint,
+        "config_fingerprint": cfg.fingerprint(), "corpus_fingerprint": data.corpus.fingerprint,
         "code_version": code_version(), "info": result.info,
         # The model's whole chain (expert model, committee, base model, training run) where it has one.
         "model": model, "lineage": lineage.summarise(lineage.walk(model)) if model else {},
@@ -105,20 +104,17 @@ def write_outputs(cfg, result) -> None:
         {"k": k, "query_id": q, **row, "thoughts": thoughts.get(q, [])[:k]}
         for k, rows in sorted(result.per_query.items()) for q, row in rows.items()
     ])
-    storage.write_table(storage.join(out, "per_query"), per_query, "eval_per_query", **meta)
+    record.write_table("per_query", per_query, "eval_per_query")
     run_rows = [
         {"k": k, "query_id": q, "doc_id": d, "rank": r, "score": s}
         for k, ranking in sorted(result.rankings.items())
         for q, hits in ranking.items() for r, (d, s) in enumerate(hits, start=1)
     ]
-    run_table = pa.Table.from_pylist(run_rows) if run_rows else schemas.EVAL_RUN.empty()
-    storage.write_table(storage.join(out, "run"), run_table, "eval_run", **meta)
+    record.write_table("run", pa.Table.from_pylist(run_rows) if run_rows else schemas.EVAL_RUN.empty(), "eval_run")
     headline = result.rankings[max(result.rankings)]
     storage.write_text(storage.join(out, "run.trec"), trec_run(headline, tag=f"o1e-{cfg.retriever.kind}"))
-    rejects = pa.Table.from_pylist([
-        {"stage": "eval", "source": r.source, "row": r.row, "reason": r.reason, "detail": r.detail}
-        for r in rejected
-    ]) if rejected else schemas.REJECTS.empty()
-    storage.write_table(storage.join(out, "rejects"), rejects, "rejects", **meta)
-    storage.write_text(storage.join(out, "config.yaml"), cfg.to_yaml())
-    storage.write_json(storage.join(out, "metrics.json"), metrics)  # last: its presence means the run finished
+    record.write_rejects([record.reject(r.source, r.row, r.reason, r.detail) for r in rejected])
+    storage.write_json(storage.join(out, "metrics.json"), metrics)
+    record.finish({"num_queries": metrics["num_queries"], "k": metrics["k"],
+                   "ndcg@10": {name: m["ndcg@10"] for name, m in metrics["variants"].items()},
+                   "rejects": metrics["skipped"], "elapsed_s": result.info.get("elapsed_s")})

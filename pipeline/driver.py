@@ -17,7 +17,7 @@ from rich.table import Table
 
 from committee.driver import run_committee
 from eval.driver import run_eval
-from o1e import storage
+from o1e import runs, storage
 from o1e.config import ConfigError
 from o1e.provenance import code_version
 from pipeline.config import PipelineConfig
@@ -27,7 +27,6 @@ from synth.prepare import run_prepare
 from train.driver import run_train
 
 console = Console(highlight=False)
-SUMMARY = "pipeline.json"
 
 RUNNERS = {
     "prepare": lambda cfg, show: run_prepare(cfg, show=show),
@@ -89,12 +88,10 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
         }
         storage.write_json(record_url(cfg, step), record)
         results.append(StepResult(step, "ran", record))
-    summary = {
-        "output": cfg.output, "elapsed_s": round(time.perf_counter() - started, 3), "code_version": code_version(),
+    runs.RunRecord("pipeline", cfg).finish({
+        "output": cfg.output, "elapsed_s": round(time.perf_counter() - started, 3),
         "steps": [{"status": r.status, **r.record} for r in results],
-    }
-    storage.write_text(storage.join(cfg.output, "config.yaml"), cfg.to_yaml())
-    storage.write_json(storage.join(cfg.output, SUMMARY), summary)
+    })
     if show:
         console.rule("[bold]pipeline summary[/bold]")
         console.print(steps_table(results, cfg.output))
@@ -110,7 +107,7 @@ def _count(value) -> str:
 
 def steps_table(results: list[StepResult], root: str) -> Table:
     """One row per step; the time is the run that produced the output (for a skipped step, an earlier one)."""
-    table = Table(title=f"stages (outputs under {root}, in {SUMMARY})")
+    table = Table(title=f"stages (outputs under {root}, in {runs.SUMMARY})")
     for name, justify in (("stage", "left"), ("rows in", "right"), ("rows out", "right"),
                           ("rejects", "right"), ("time", "right"), ("", "left")):
         table.add_column(name, justify=justify, no_wrap=True)

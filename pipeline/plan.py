@@ -11,21 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from o1e import storage
+from o1e import runs, storage
 from o1e.provenance import fingerprint
 from pipeline.config import STAGES, PipelineConfig
 
 RECORDS = "_pipeline"
 
-# Per stage: (main output dataset, rejects dataset, the file whose presence means the stage finished),
-# relative to the stage's output.
-OUTPUTS = {
-    "prepare": ("training_rows", "rejects", "summary.json"),
-    "synth": ("candidates", "rejects", "summary.json"),
-    "vote": ("training", "rejects", "diagnostics.json"),
-    "train": (None, "rejects", "model/lineage.json"),
-    "eval": (None, "rejects", "metrics.json"),
-}
+# Per stage, the main output dataset under the stage's output (every stage also writes rejects/ and, last,
+# summary.json: o1e.runs).
+MAIN_DATASET = {"prepare": "training_rows", "synth": "candidates", "vote": "training", "train": None, "eval": None}
 
 
 @dataclass
@@ -43,7 +37,7 @@ class Step:
 
     @property
     def done_marker(self) -> str:
-        return storage.join(self.output, OUTPUTS[self.stage][2])
+        return storage.join(self.output, runs.SUMMARY)
 
 
 def build_steps(cfg: PipelineConfig) -> list[Step]:
@@ -122,7 +116,7 @@ def count_rows(url: str | None) -> int | None:
 
 def step_rows(step: Step) -> dict[str, int | None]:
     """Rows in, rows out and rejects of a finished step, read from its datasets' manifests."""
-    main, rejects, _ = OUTPUTS[step.stage]
+    main = MAIN_DATASET[step.stage]
     out = count_rows(storage.join(step.output, main)) if main else None
     if step.stage == "prepare":
         rows_in = None
@@ -137,4 +131,4 @@ def step_rows(step: Step) -> dict[str, int | None]:
     else:  # queries in, queries scored out (each for every k)
         metrics = storage.join(step.output, "metrics.json")
         rows_in = out = storage.read_json(metrics).get("num_queries") if storage.exists(metrics) else None
-    return {"rows_in": rows_in, "rows_out": out, "rejects": count_rows(storage.join(step.output, rejects)) or 0}
+    return {"rows_in": rows_in, "rows_out": out, "rejects": count_rows(storage.join(step.output, runs.REJECTS)) or 0}

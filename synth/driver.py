@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 from tqdm import tqdm
 
-from o1e import storage
+from o1e import runs, storage
 from o1e.encoders import check_model_dir, resolve_model_dir
 from o1e.llm import GenerationResult, Request, ShardWork, make_engine
 from o1e.provenance import fingerprint
@@ -81,7 +81,7 @@ def plan_shards(cfg: SynthConfig, candidates: storage.DatasetWriter, rejects: st
 
 
 def _reject(source: str, row: str, reason: str, detail: str) -> dict:
-    return {"stage": "synth", "source": source, "row": row, "reason": reason, "detail": detail}
+    return runs.reject("synth", source, row, reason, detail)
 
 
 def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
@@ -96,12 +96,9 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
     if manifest.schema != "training_rows":
         raise storage.StorageError(f"{cfg.input} holds a {manifest.schema!r} dataset, expected 'training_rows'")
     run_fp = run_fingerprint(cfg, manifest)
-    lineage = {"config": cfg.model_dump(mode="json"), "config_fingerprint": run_fp,
-               "parents": [storage.dataset_ref(cfg.input)]}
-    candidates = storage.DatasetWriter(storage.join(cfg.output, "candidates"), "candidates",
-                                       overwrite=cfg.overwrite, **lineage)
-    rejects = storage.DatasetWriter(storage.join(cfg.output, "rejects"), "rejects", overwrite=cfg.overwrite,
-                                    **lineage)
+    record = runs.RunRecord("synth", cfg, parents=[storage.dataset_ref(cfg.input)], fingerprint=run_fp)
+    candidates = record.writer("candidates")
+    rejects = record.writer(runs.REJECTS)
 
     stats = RunStats(rows_in=manifest.num_rows)
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
@@ -142,9 +139,7 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
         }]
     candidates.finalize(extra=extra)
     rejects.finalize(extra={"summary": summary})
-    summary = report.add_dataset_totals(summary, cfg.output)
-    storage.write_text(storage.join(cfg.output, "config.yaml"), cfg.to_yaml())
-    storage.write_json(storage.join(cfg.output, "summary.json"), summary)  # last: the run finished
+    summary = record.finish(report.add_dataset_totals(summary, cfg.output))
     if show:
         report.print_summary(summary)
     return summary

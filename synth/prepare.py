@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from o1e import beir, storage
+from o1e import beir, runs, storage
 from o1e.provenance import fingerprint
 from synth.config import MiningConfig, PrepareConfig
 from synth.report import console
@@ -40,7 +40,7 @@ class Source:
 
 
 def _reject(source: str, row: str, reason: str, detail: str) -> dict:
-    return {"stage": "synth", "source": source, "row": row, "reason": reason, "detail": detail}
+    return runs.reject("synth", source, row, reason, detail)
 
 
 def text_id(text: str) -> str:
@@ -198,12 +198,12 @@ def pick_negatives(row: Row, ranked: list[int], corpus_ids: list[str], cfg: Mini
 def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
     started = time.perf_counter()
     cfg.check_outputs()
-    for name in ("training_rows", "rejects"):
-        storage.check_rerun(storage.join(cfg.output, name), cfg.fingerprint(), cfg.overwrite)
     src = cfg.dataset
     kind = src.format
     if kind == "auto":
         kind = "jsonl" if src.path.endswith((".jsonl", ".json")) and not storage.is_dir(src.path) else "beir"
+    record = runs.RunRecord("synth", cfg, parents=[{"url": src.path, "split": src.split, "format": kind}])
+    record.check_rerun("training_rows", runs.REJECTS)
     source = load_beir(cfg) if kind == "beir" else load_jsonl(cfg)
     to_mine = [r for r in source.rows if not r.negatives]
     if to_mine and cfg.mining.method != "none" and cfg.mining.count > 0:
@@ -219,10 +219,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
                 row.negatives = [source.corpus_texts[j] for j in picked]
                 row.neg_scores = None  # mined: no teacher scored them
 
-    lineage = {"config": cfg.model_dump(mode="json"), "config_fingerprint": cfg.fingerprint(),
-               "parents": [{"url": src.path, "split": src.split, "format": kind}]}
-    writer = storage.DatasetWriter(storage.join(cfg.output, "training_rows"), "training_rows", overwrite=True,
-                                   **lineage)
+    writer = storage.DatasetWriter(record.url("training_rows"), "training_rows", overwrite=True, **record.lineage)
     for number, start in enumerate(range(0, len(source.rows), cfg.shard_rows)):
         part = source.rows[start:start + cfg.shard_rows]
         writer.commit_shard(f"{number:06d}", pa.Table.from_pylist([r.__dict__ for r in part]))
@@ -236,9 +233,8 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
     writer.finalize(extra={"summary": summary})
-    rejects = pa.Table.from_pylist(source.rejects) if source.rejects else storage.schemas.REJECTS.empty()
-    storage.write_table(storage.join(cfg.output, "rejects"), rejects, "rejects", overwrite=True, **lineage)
-    storage.write_json(storage.join(cfg.output, "summary.json"), summary)
+    record.write_rejects(source.rejects)
+    summary = record.finish(summary)
     if show:
         console.print(f"[bold]prepared[/bold] {summary['rows']:,} training rows from {src.path} ({kind}, "
                       f"split {src.split}): {summary['passed_through']:,} carried negatives, "

@@ -95,7 +95,7 @@ def test_pipeline_job_via_submit_script_names_the_commit(ray_head, pipeline_demo
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in proc.stdout and "o1e-pipeline-" in proc.stdout  # the submission id
-    steps = {s["step"]: s["status"] for s in json.load(open(root / "pipeline.json"))["steps"]}
+    steps = {s["step"]: s["status"] for s in json.load(open(root / "summary.json"))["steps"]}
     assert steps.pop("baseline:bm25") == "ran" and set(steps.values()) == {"skipped"}
     commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short=12", "HEAD"], capture_output=True,
                             text=True).stdout.strip()

@@ -57,7 +57,7 @@ def test_committee_picks_the_gold_sentence_on_scifact_train(scifact, minilm, tmp
         assert row["thought"] == thoughts[(row["query_id"], chosen[row["query_id"]])]
         assert row["positives"] == inputs[row["query_id"]]["positives"]
         assert row["query"] == inputs[row["query_id"]]["query"]
-    diag = json.loads((tmp_path / "out" / "diagnostics.json").read_text())
+    diag = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert diag["queries_voted"] == 809 and diag["rejects"] == 0
     assert set(diag["member_matches_vote"]) == {"bm25", "minilm"}
     assert result.diagnostics["queries_voted"] == 809

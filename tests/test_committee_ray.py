@@ -128,7 +128,7 @@ def test_o1e_vote_command(inputs, minilm, tmp_path, capsys):
     assert code == 0
     shown = capsys.readouterr().out
     assert "committee diagnostics (hard vote)" in shown and "agreement bm25 ~ minilm" in shown
-    diag = json.loads((out / "diagnostics.json").read_text())
+    diag = json.loads((out / "summary.json").read_text())
     assert diag["vote"] == "hard" and diag["queries_voted"] == QUERIES
     assert set(diag["pairwise_agreement"]) == {"bm25 ~ minilm"}
     assert all(r["vote"] == "hard" for r in storage.read_table(str(out / "committee_scores")).to_pylist())

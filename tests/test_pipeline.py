@@ -23,7 +23,7 @@ STEPS = ["prepare", "synth", "vote", "train", "eval", "baseline:bm25", "baseline
 
 
 def statuses(root: str) -> dict[str, str]:
-    summary = storage.read_json(os.path.join(root, "pipeline.json"))
+    summary = storage.read_json(os.path.join(root, "summary.json"))
     return {s["step"]: s["status"] for s in summary["steps"]}
 
 
@@ -31,7 +31,7 @@ def test_killed_during_vote_then_rerun_equals_a_clean_vote(pipeline_demo, tmp_pa
     root = pipeline_demo["root"]
     assert pipeline_demo["killed"] == {**pipeline_demo["killed"], "vote_shards_committed": 1, "vote_record": False}
     assert statuses(root) == {"prepare": "skipped", "synth": "skipped", **{s: "ran" for s in STEPS[2:]}}
-    diagnostics = storage.read_json(os.path.join(root, "vote", "diagnostics.json"))
+    diagnostics = storage.read_json(os.path.join(root, "vote", "summary.json"))
     assert diagnostics["shards_skipped"] == 1 and diagnostics["shards_run"] == 1  # vote resumed its own shards
 
     clean = load_config(CommitteeConfig, os.path.join(root, "vote", "config.yaml"),
@@ -62,7 +62,7 @@ def test_metrics_lineage_and_summary(pipeline_demo):
     assert set(before["variants"]) == {"k=0", "k=3"}
 
     # Every step's rows, read by an outside reader from the program-readable summary.
-    steps = pd.DataFrame(storage.read_json(os.path.join(root, "pipeline.json"))["steps"]).set_index("step")
+    steps = pd.DataFrame(storage.read_json(os.path.join(root, "summary.json"))["steps"]).set_index("step")
     assert steps.loc["prepare", "rows_out"] == 100 and steps.loc["synth", "rows_out"] == 300
     assert steps.loc["vote", "rows_out"] == 100 and steps.loc["eval", "rows_in"] == 100
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from o1e import schemas, storage
+from o1e import runs, schemas, storage
 from o1e.config import ConfigError
 from o1e.encoders import check_model_dir, resolve_model_dir
 from o1e.provenance import code_version, directory_fingerprint
@@ -69,8 +69,8 @@ def split_rejects(cfg: TrainConfig, table: pa.Table) -> tuple[pa.Table, list[dic
         reason = reject_reason(row)
         keep.append(reason is None)
         if reason:
-            rejects.append({"stage": "train", "source": cfg.data, "row": row["query_id"], "reason": reason,
-                            "detail": "skipped: a training row needs a query and a non-empty positive"})
+            rejects.append(runs.reject("train", cfg.data, row["query_id"], reason,
+                                       "skipped: a training row needs a query and a non-empty positive"))
         elif len(probe["queries"]) < cfg.probe_size:
             probe["queries"].append(row["query"])
             probe["thoughts"].append(row["thought"] or "")
@@ -103,11 +103,10 @@ def _url(storage_url: str, fs_path: str) -> str:
 
 def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     model_dir = check_config(cfg)
+    record = runs.RunRecord("train", cfg, parents=[storage.dataset_ref(cfg.data)])
     table, rejects, probe = split_rejects(cfg, storage.read_table(cfg.data, schema_name="training"))
     num_rows = table.num_rows + len(rejects)
-    if rejects:
-        storage.write_table(storage.join(cfg.output, "rejects"), pa.Table.from_pylist(rejects), "rejects",
-                            config_fingerprint=cfg.fingerprint(), overwrite=cfg.overwrite)
+    record.write_rejects(rejects)
     if table.num_rows < cfg.num_workers:
         raise ConfigError(f"data: {table.num_rows} usable of the {num_rows} rows of {cfg.data} cannot feed "
                           f"{cfg.num_workers} workers (see rejects)")
@@ -159,6 +158,8 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
         "rows": {"total": num_rows, "usable": num_rows - len(rejects), "rejected": len(rejects)},
     }
     storage.write_json(storage.join(model_url, LINEAGE_FILE), lineage)  # written last: the folder is complete
+    record.finish({"model": model_url, "rows": lineage["rows"], "final_metrics": result.metrics,
+                   "checkpoint": lineage["checkpoint"]})
     from train.report import show_summary
 
     show_summary(cfg, lineage)

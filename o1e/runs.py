@@ -1,0 +1,81 @@
+"""What every stage leaves beside its datasets, written one way.
+
+- Every dataset a stage writes carries the run's lineage: its config, config fingerprint and parents.
+- A ``rejects`` dataset: one row per input row that could not be used, with the reason (schema ``rejects``).
+- ``config.yaml``: the resolved config.
+- ``summary.json``, written last: its presence means the run finished. It holds the stage's own figures
+  plus the stage name, the fingerprint, the code version and the finishing time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from o1e import schemas, storage
+from o1e.config import StageConfig
+from o1e.provenance import code_version
+
+SUMMARY = "summary.json"
+CONFIG = "config.yaml"
+REJECTS = "rejects"
+
+
+def reject(stage: str, source: str, row: str, reason: str, detail: str) -> dict[str, str]:
+    """One row of a ``rejects`` dataset."""
+    return {"stage": stage, "source": source, "row": row, "reason": reason, "detail": detail}
+
+
+@dataclass
+class RunRecord:
+    stage: str
+    config: StageConfig
+    parents: list[dict[str, Any]] = field(default_factory=list)
+    fingerprint: str | None = None
+    """The run's identity when it is more than the config's (for example the inputs' identities too)."""
+
+    @property
+    def output(self) -> str:
+        return self.config.output
+
+    @property
+    def lineage(self) -> dict[str, Any]:
+        return {"config": self.config.model_dump(mode="json"),
+                "config_fingerprint": self.fingerprint or self.config.fingerprint(), "parents": self.parents}
+
+    def url(self, name: str) -> str:
+        return storage.join(self.output, name)
+
+    def check_rerun(self, *names: str) -> None:
+        """Refuse, before any work, output that another config made (unless ``overwrite``)."""
+        for name in names:
+            storage.check_rerun(self.url(name), self.lineage["config_fingerprint"], self.config.overwrite)
+
+    def writer(self, name: str, schema: str | None = None) -> storage.DatasetWriter:
+        """A dataset written shard by shard under ``<output>/<name>``, resumable, with the run's lineage."""
+        return storage.DatasetWriter(self.url(name), schema or name, overwrite=self.config.overwrite, **self.lineage)
+
+    def write_table(self, name: str, table: pa.Table, schema: str | None = None,
+                    extra: dict[str, Any] | None = None) -> storage.Manifest:
+        """A whole dataset at once under ``<output>/<name>``, with the run's lineage."""
+        return storage.write_table(self.url(name), table, schema or name, overwrite=self.config.overwrite,
+                                   extra=extra, **self.lineage)
+
+    def reject(self, source: str, row: str, reason: str, detail: str) -> dict[str, str]:
+        return reject(self.stage, source, row, reason, detail)
+
+    def write_rejects(self, rows: list[dict[str, str]]) -> storage.Manifest:
+        table = pa.Table.from_pylist(rows, schema=schemas.REJECTS.arrow) if rows else schemas.REJECTS.empty()
+        return self.write_table(REJECTS, table)
+
+    def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Write ``config.yaml``, then ``summary.json`` (last: the run finished); returns the summary."""
+        summary = {"stage": self.stage, **summary, "config_fingerprint": self.lineage["config_fingerprint"],
+                   "code_version": code_version(),
+                   "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        storage.write_text(self.url(CONFIG), self.config.to_yaml())
+        storage.write_json(self.url(SUMMARY), summary)
+        return summary
