@@ -82,8 +82,8 @@ def candidates_of_other_queries(tmp: str) -> str:
 def training_dataset(tmp: str) -> str:
     url = os.path.join(tmp, "training")
     storage.write_table(url, pa.Table.from_pylist([
-        {"query_id": f"q{i}", "query": "q", "thought": "t", "positives": ["p"], "negatives": ["n"],
-         "teacher_scores": None} for i in range(4)]), "training")
+        {"query_id": f"q{i}", "query": "q", "thought": "t", "positives": ["p"], "positive_ids": ["d1"],
+         "negatives": ["n"], "negative_ids": ["d2"], "teacher_scores": None} for i in range(4)]), "training")
     return url
 
 
@@ -145,25 +145,25 @@ CASES = [
          lambda t: eval_then_other_config(t)),
     Case("prepare: pos is a bare string", 1, r"rows.jsonl line 1: 'pos' must be a list of strings, got a string",
          lambda t: ["synth", "prepare", "-d", jsonl(t, "rows.jsonl", [dict(BAD_POS, pos="abc")]),
-                       "-m", "none", "-o", os.path.join(t, "p")]),
+                       "--mining", "none", "-o", os.path.join(t, "p")]),
     Case("prepare: pos is null", 1, r"line 1: 'pos' must be a list of strings, got null",
          lambda t: ["synth", "prepare", "-d", jsonl(t, "null.jsonl", [dict(BAD_POS, pos=None)]),
-                       "-m", "none", "-o", os.path.join(t, "p")]),
+                       "--mining", "none", "-o", os.path.join(t, "p")]),
     Case("prepare: pos is a number", 1, r"line 1: 'pos' must be a list of strings, got a number 5",
          lambda t: ["synth", "prepare", "-d", jsonl(t, "num.jsonl", [dict(BAD_POS, pos=5)]),
-                       "-m", "none", "-o", os.path.join(t, "p")]),
+                       "--mining", "none", "-o", os.path.join(t, "p")]),
     Case("prepare: bad rows, on_bad_line=skip", 0, r"prepared 1 training rows .* 3 rejected",
          lambda t: ["synth", "prepare", "-d", jsonl(t, "mixed.jsonl", [
              dict(BAD_POS, pos="abc"), dict(BAD_POS, pos=None), dict(BAD_POS, pos=5), dict(BAD_POS, pos=["ok"])]),
-             "-m", "none", "-o", os.path.join(t, "p2"), "dataset.on_bad_line=skip"]),
+             "--mining", "none", "-o", os.path.join(t, "p2"), "dataset.on_bad_line=skip"]),
     Case("prepare: invalid UTF-8", 1, r"bad.jsonl line 2: not valid UTF-8",
          lambda t: ["synth", "prepare", "-d", jsonl(t, "bad.jsonl", [
-             dict(BAD_POS, pos=["ok"]), b'{"query": "caf\xe9", "pos": ["x"]}\n']), "-m", "none",
+             dict(BAD_POS, pos=["ok"]), b'{"query": "caf\xe9", "pos": ["x"]}\n']), "--mining", "none",
              "-o", os.path.join(t, "p3")]),
     Case("prepare: empty query, repeated id", 0, r"prepared 1 training rows .* 2 rejected",
          lambda t: ["synth", "prepare", "-d", jsonl(t, "dups.jsonl", [
              {"query_id": "a", "query": "one", "pos": ["x"]}, {"query_id": "b", "query": "", "pos": ["y"]},
-             {"query_id": "a", "query": "two", "pos": ["z"]}]), "-m", "none", "-o", os.path.join(t, "p4")]),
+             {"query_id": "a", "query": "two", "pos": ["z"]}]), "--mining", "none", "-o", os.path.join(t, "p4")]),
     Case("synth run: input not a dataset", 1, r"is not a committed dataset: it has no _manifest.json",
          lambda t: ["synth", "run", "-i", os.path.join(t, "nothing"), "-m", "/m", "-o", os.path.join(t, "s")]),
     Case("synth run: output is a file", 1, r"is a file, not a folder",
@@ -174,12 +174,12 @@ CASES = [
     Case("vote: inputs are not datasets", 1, r"training_rows: .* is not a committed dataset",
          lambda t: ["vote", "-t", os.path.join(t, "x"), "-i", os.path.join(t, "y"), "-o", os.path.join(t, "v")]),
     Case("vote: no candidate matches a query", 1, r"no query could be voted: all 2 were rejected",
-         lambda t: ["vote", "-t", training_rows(t), "-i", candidates_of_other_queries(t), "-e", "local",
+         lambda t: ["vote", "-t", training_rows(t), "-i", candidates_of_other_queries(t), "--executor", "local",
                        "members=[{kind: bm25}]", "-o", os.path.join(t, "v2")]),
     Case("train: model config.json is {}", 2, r"model: .* is not a usable model folder",
-         lambda t: ["train", "-d", training_dataset(t), "-m", empty_config_model(t), "-o", os.path.join(t, "tr")]),
+         lambda t: ["train", "-i", training_dataset(t), "-m", empty_config_model(t), "-o", os.path.join(t, "tr")]),
     Case("train: data is not a dataset", 2, r"data: .* is not a committed dataset",
-         lambda t: ["train", "-d", os.path.join(t, "none"), "-m", "/m", "-o", os.path.join(t, "tr")]),
+         lambda t: ["train", "-i", os.path.join(t, "none"), "-m", "/m", "-o", os.path.join(t, "tr")]),
     Case("verify: a part replaced after commit", 1,
          r"BAD .*part .* is \d+ bytes, the manifest says \d+: the part was changed or replaced",
          lambda t: ["verify", tampered_dataset(t)]),
