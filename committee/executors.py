@@ -12,11 +12,11 @@ from collections import deque
 from typing import Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from committee.config import CommitteeConfig
 from committee.members import ScoringBatch, build_member
 from committee.plan import Shard
+from o1e.progress import bar as progress_bar
 
 ShardScores = list[list[np.ndarray]]
 
@@ -44,7 +44,7 @@ class LocalExecutor:
 
     def run(self, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
         total = sum(len(s.groups) for s in shards)
-        with tqdm(total=total, desc="committee (local)", unit="query", disable=not self.cfg.progress) as bar:
+        with progress_bar(total=total, desc="committee (local)", unit="query", disable=not self.cfg.progress) as bar:
             for shard in shards:
                 per_batch = {}
                 for batch in shard.batches:
@@ -131,7 +131,7 @@ class RayExecutor:
             submit(submitted)
             submitted += 1
         dispatch()
-        with tqdm(total=total, desc=f"committee ({num_members} member pools)", unit="query",
+        with progress_bar(total=total, desc=f"committee ({num_members} member pools)", unit="query",
                   disable=not self.cfg.progress) as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

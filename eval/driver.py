@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from eval import report, thoughts as thought_stage
 from eval.config import EvalConfig
@@ -19,7 +18,7 @@ from eval.worker import ShardTask, ShardWorker
 from o1e import beir, storage
 from o1e.bm25 import BM25Index
 from o1e.encoders import resolve_model_dir
-from o1e.progress import Counter, wait_with_progress
+from o1e.progress import Counter, bar as progress_bar, wait_with_progress
 from o1e.provenance import fingerprint
 from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
 from o1e.retrievers import average_thoughts, describe, embedding_fingerprint, expand_query_text, model_of
@@ -52,7 +51,7 @@ def retrieve_bm25(data: beir.BeirDataset, config, ks: list[int], per_query: list
     indexed = time.perf_counter()
     rankings: dict[int, Ranking] = {k: {} for k in ks}
     extra = 1 if drop_self_hits else 0
-    for (query_id, text), thoughts in tqdm(list(zip(data.queries.items(), per_query)), desc="bm25 search",
+    for (query_id, text), thoughts in progress_bar(list(zip(data.queries.items(), per_query)), desc="bm25 search",
                                           unit="query", disable=not progress):
         for k in ks:
             best, scores = index.top_k(expand_query_text(text, thoughts, k), top_k + extra)

@@ -17,7 +17,6 @@ from typing import ClassVar, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from eval.config import EvalConfig, ExpansionPrompt
 from o1e import beir, storage
@@ -26,6 +25,7 @@ from o1e.llm.base import EngineError
 from o1e.llm.config import DEPLOYMENT_FIELDS, TransformersEngineConfig
 from o1e.provenance import directory_fingerprint, fingerprint, stable_seed
 from o1e.sequences import ThoughtPrompt
+from o1e.progress import bar as progress_bar
 
 REQUIRED_COLUMNS = ("query_id", "thought_index", "thought")
 
@@ -176,7 +176,7 @@ def generate(cfg: EvalConfig, data: beir.BeirDataset, model_dir: str | None, sho
         work = (ShardWork(s, [Request(f"{q}\x1f{i}", data.queries[q], thought_seed(t.seed, q, i)
                                       if t.sampling.per_request_seed else None)
                               for q in shards[s] for i in range(t.n)]) for s in todo)
-        bar = tqdm(total=len(query_ids), initial=len(query_ids) - sum(len(shards[s]) for s in todo),
+        bar = progress_bar(total=len(query_ids), initial=len(query_ids) - sum(len(shards[s]) for s in todo),
                    unit="query", desc=f"thoughts (n={t.n}, {engine_cfg.kind})", disable=not show)
         started = time.perf_counter()
         try:

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pyarrow as pa
-from tqdm import tqdm
 
 from o1e import runs, storage
 from o1e.encoders import check_model_dir, resolve_model_dir
 from o1e.llm import GenerationResult, Request, ShardWork, make_engine
 from o1e.provenance import fingerprint
+from o1e.progress import bar as progress_bar
 from synth import report
 from synth.config import SynthConfig
 from synth.prompts import ExplorationPrompts, candidate_prompts, sampling_seed
@@ -173,7 +173,7 @@ def _generate(cfg: SynthConfig, engine, pool, duplicates: dict[str, int], shards
             yield ShardWork(shard.shard_id, requests)
 
     t0 = time.perf_counter()
-    bar = tqdm(total=stats.rows_in, initial=stats.rows_resumed, unit="row", desc="synth", disable=not show)
+    bar = progress_bar(total=stats.rows_in, initial=stats.rows_resumed, unit="row", desc="synth", disable=not show)
     try:
         for shard_id, results in engine.stream(work()):
             table, failed = _shard_tables(cfg, engine.model_name, results, stats)

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from tqdm import tqdm
 
 from o1e import beir, runs, storage
 from o1e.provenance import fingerprint
+from o1e.progress import bar as progress_bar
 from synth.config import MiningConfig, PrepareConfig
 from synth.report import console
 
@@ -171,7 +171,7 @@ class Miner:
         self.retriever = build_retriever(config, resolve_model_dir(config.model))
         batch = max(config.batch_size * 16, 256)
         parts = [self.retriever.encode_documents(texts[i:i + batch])
-                 for i in tqdm(range(0, len(texts), batch), desc="encode corpus", unit="batch", disable=not show)]
+                 for i in progress_bar(range(0, len(texts), batch), desc="encode corpus", unit="batch", disable=not show)]
         vectors = np.concatenate(parts)
         self.faiss = faiss.IndexFlatIP(vectors.shape[1])
         self.faiss.add(vectors)
@@ -210,7 +210,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         miner = Miner(cfg.mining, source.corpus_texts, show)
         k = cfg.mining.depth + 1 + max(len(r.positive_ids) for r in to_mine)
         step = 256
-        for i in tqdm(range(0, len(to_mine), step), desc=f"mine negatives ({cfg.mining.method})", unit="batch",
+        for i in progress_bar(range(0, len(to_mine), step), desc=f"mine negatives ({cfg.mining.method})", unit="batch",
                       disable=not show):
             batch = to_mine[i:i + step]
             for row, ranked in zip(batch, miner.search([r.query for r in batch], k)):

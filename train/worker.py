@@ -86,7 +86,7 @@ def _gather_objects(obj: Any) -> list[Any]:
 def train_loop(loop_config: dict[str, Any]) -> None:
     import deepspeed
     import ray.train
-    from tqdm import tqdm
+    from o1e.progress import bar as progress_bar
 
     cfg = TrainConfig.model_validate(loop_config["config"])
     ctx = ray.train.get_context()
@@ -126,7 +126,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
     table = ray.get(loop_config["rows"])
-    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=rank != 0)
+    bar = progress_bar(total=total_steps, initial=state["step"], desc="train", unit="step", disable=rank != 0)
     done = state["step"] >= total_steps
     # Resumed: the same order again, from the first step the checkpoint has not trained on.
     for epoch, index, positions in training_steps(table.num_rows, cfg.optim.seed, world,

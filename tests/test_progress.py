@@ -1,0 +1,25 @@
+"""Progress where output is not a terminal: whole log lines every few seconds, never carriage returns."""
+
+import io
+
+from o1e.progress import LogLines, bar
+
+
+def test_progress_is_log_lines_off_a_terminal():
+    out = io.StringIO()
+    progress = bar(total=3, desc="synth", unit="row", file=out, mininterval=0)
+    assert isinstance(progress, LogLines)
+    for _ in range(3):
+        progress.update(1)
+    progress.close()
+    text = out.getvalue()
+    lines = [line for line in text.splitlines() if line]
+    assert "\r" not in text and len(lines) >= 2
+    assert lines[-1].startswith("synth: 100%") and "3/3" in lines[-1]
+
+
+def test_a_cache_hit_shows_as_done():
+    out = io.StringIO()
+    with bar(total=400, initial=400, desc="encode + search", unit="doc", file=out) as progress:
+        progress.update(0)
+    assert "400/400" in [line for line in out.getvalue().splitlines() if line][-1]
