@@ -50,20 +50,26 @@ def prepare_rows(tmp_path, bucket: str) -> str:
 
 
 def test_stages_on_s3_through_faults_equal_a_clean_run(s3_bucket, upstream_port, monkeypatch, demo_data, tmp_path):
+    from committee.oracle import write_oracle_inputs
+
     source = prepare_rows(tmp_path, s3_bucket)
     upload_dir(demo_data, f"{s3_bucket}/beir")
-    prepare = ["synth", "prepare", "-d", source, "-m", "none", "shard_rows=50"]
+    write_oracle_inputs(demo_data, f"{s3_bucket}/oracle")  # training rows + candidates for the committee
+    prepare = ["synth", "prepare", "-d", source, "--mining", "none", "shard_rows=50"]
+    vote = ["vote", "-t", f"{s3_bucket}/oracle/training_rows", "-i", f"{s3_bucket}/oracle/candidates",
+            "--executor", "local", "--shard-size", "20", "members=[{kind: bm25}]", "progress=false"]
     evaluate = ["eval", "-d", f"{s3_bucket}/beir", "-k", "10"]
-    assert run(prepare + ["-o", f"{s3_bucket}/clean/prep"])[0] == 0
-    assert run(evaluate + ["-o", f"{s3_bucket}/clean/eval"])[0] == 0
+    for command, name in ((prepare, "prep"), (vote, "vote"), (evaluate, "eval")):
+        assert run(command + ["-o", f"{s3_bucket}/clean/{name}"])[0] == 0
     with FaultyProxy(upstream_port, fault_rate=0.15, delay_s=0.1, seed=2) as proxy:
         monkeypatch.setenv("O1E_S3_ENDPOINT", proxy.url)
-        assert run(prepare + ["-o", f"{s3_bucket}/faulty/prep"])[0] == 0
-        assert run(evaluate + ["-o", f"{s3_bucket}/faulty/eval"])[0] == 0
+        for command, name in ((prepare, "prep"), (vote, "vote"), (evaluate, "eval")):
+            assert run(command + ["-o", f"{s3_bucket}/faulty/{name}"])[0] == 0
     monkeypatch.undo()
     monkeypatch.setenv("O1E_S3_ENDPOINT", f"http://127.0.0.1:{upstream_port}")
     assert min(proxy.counts[f] for f in ("slow_down", "internal", "drop", "delay")) > 2, proxy.counts
-    for a, b in [("clean/prep/training_rows", "faulty/prep/training_rows"), ("clean/eval/run", "faulty/eval/run")]:
+    for a, b in [("clean/prep/training_rows", "faulty/prep/training_rows"), ("clean/eval/run", "faulty/eval/run"),
+                 ("clean/vote/training", "faulty/vote/training")]:
         assert storage.read_table(f"{s3_bucket}/{a}").equals(storage.read_table(f"{s3_bucket}/{b}"))
     clean = storage.read_json(f"{s3_bucket}/clean/eval/metrics.json")
     faulty = storage.read_json(f"{s3_bucket}/faulty/eval/metrics.json")
@@ -74,7 +80,7 @@ def test_server_gone_mid_run_fails_with_one_line_and_a_rerun_completes(s3_bucket
                                                                          tmp_path):
     source = prepare_rows(tmp_path, s3_bucket)
     out = f"{s3_bucket}/gone/prep"
-    argv = ["synth", "prepare", "-d", source, "-m", "none", "shard_rows=50", "-o", out]
+    argv = ["synth", "prepare", "-d", source, "--mining", "none", "shard_rows=50", "-o", out]
     with FaultyProxy(upstream_port, fault_rate=0.0) as counting:
         monkeypatch.setenv("O1E_S3_ENDPOINT", counting.url)
         assert run(argv[:-1] + [f"{s3_bucket}/counted/prep"])[0] == 0
