@@ -1,7 +1,9 @@
-"""The ``o1e`` command: one subcommand per stage.
+"""The ``o1e`` command: one subcommand per stage, ``run`` for the pipeline, ``demo``, ``lineage``, ``verify``.
 
 Every stage takes ``--config FILE`` (YAML, local or s3://), ``dotted.key=value`` overrides for any
-field, and short flags for the common fields. ``--print-config`` shows the resolved config and exits.
+field, and short flags for the common fields, each meaning one thing in every subcommand.
+``--print-config`` shows the resolved config and exits. Stages and the pipeline are named by module
+path and imported only when run: the shared package imports no stage.
 """
 
 from __future__ import annotations

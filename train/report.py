@@ -1,4 +1,4 @@
-"""The train stage's summary table (the files a program reads are lineage.json and metrics.jsonl)."""
+"""The train stage's summary table (programs read summary.json, model/lineage.json and metrics.jsonl)."""
 
 from __future__ import annotations
 
