@@ -91,9 +91,6 @@ class PromptConfig(Section):
     exclude_self: bool = False
     """Never draw the query itself as one of its examples. The paper draws from the whole training set
     (``false``); ``true`` avoids showing the model the answer on small sets."""
-    examples_from: str | None = None
-    """A ``training_rows`` dataset the examples are drawn from; ``None``: the input itself. Scheduled runs
-    over a growing source pin it, so that a query's prompts do not depend on which run processed it."""
 
 
 class SynthConfig(StageConfig):
@@ -110,6 +107,10 @@ class SynthConfig(StageConfig):
     shard_size: int = Field(256, ge=1)
     """Queries per shard: the unit of work that is committed, resumed and retried."""
     output: str = "outputs/synth/run"
+    examples_from: str | None = None
+    """A ``training_rows`` dataset the in-context examples are drawn from; ``None``: the input itself.
+    Scheduled runs over a growing source pin it, so that a query's prompts do not depend on which run
+    processed it."""
     incremental: bool = False
     """Add to the output instead of resuming one run: generate only for queries the output does not hold
     yet, commit them as this run's shards and append the run (id, time, rows added) to the candidates

@@ -169,12 +169,12 @@ def test_replica_killed_mid_run_is_restarted_and_output_equals_clean_run(engine,
 
 def test_scheduled_runs_over_a_growing_source_add_only_new_queries(engine, rows_url, workdir):
     """Two incremental runs (the source grew between them) hold the same candidates as one run over the
-    grown source; the examples pool is pinned (prompt.examples_from), as a scheduled run's config pins it."""
+    grown source; the examples pool is pinned (examples_from), as a scheduled run's config pins it."""
     rows = storage.read_table(rows_url)
     first = str(workdir / "source-day1")
     storage.write_table(first, rows.slice(0, 10), "training_rows")
     out = str(workdir / "scheduled")
-    pinned = f"prompt.examples_from={rows_url}"
+    pinned = f"examples_from={rows_url}"
     day1 = run_synth(config(first, engine.cfg.model, out, pinned, "incremental=true"), show=False, engine=engine)
     day2 = run_synth(config(rows_url, engine.cfg.model, out, pinned, "incremental=true"), show=False, engine=engine)
     once = run_synth(config(rows_url, engine.cfg.model, str(workdir / "once"), pinned), show=False, engine=engine)
