@@ -127,7 +127,12 @@ def pipeline_demo(tmp_path_factory) -> dict:
     # Its own home (embedding cache, vLLM cache), but DeepSpeed's compiled CPU op from the usual place.
     env.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/o1e/torch_extensions"))
     env["HOME"] = str(root.parent / "home")
-    command = [o1e, "demo", "-o", str(root)]
+    # Lighter than the README's demo, for CI time: 16-token query-time thoughts and no MiniLM baseline
+    # (the bundled slice's MiniLM figure is checked in test_eval_ray).
+    overrides = ["eval.thoughts.sampling.max_tokens=16",
+                 "baselines={bm25: {retriever: {kind: bm25}}, before-training: {retriever: {kind: o1}, thoughts: "
+                 "{n: 3, k: [0, 3], sampling: {max_tokens: 16}, engine: {kind: transformers, num_cpus_per_replica: 2}}}}"]
+    command = [o1e, "demo", "-o", str(root), *overrides]
     started = time.time()
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              start_new_session=True)
@@ -143,5 +148,6 @@ def pipeline_demo(tmp_path_factory) -> dict:
               "elapsed_s": time.time() - started}
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    return {"root": str(root), "env": env, "command": command, "killed": killed, "stdout": second.stdout,
+    return {"root": str(root), "env": env, "command": command, "overrides": overrides, "killed": killed,
+            "stdout": second.stdout,
             "elapsed_s": time.time() - started}

@@ -90,7 +90,8 @@ def test_pipeline_job_via_submit_script_names_the_commit(ray_head, pipeline_demo
     proc = subprocess.run(
         [os.path.join(REPO, "clusters", "submit.sh"), "pipeline", "-c", "pipeline/configs/demo.yaml",
          f"output={root}", f"prepare.dataset.path={demo_data}", f"synth.engine.model={models}/expert",
-         f"train.model={models}/base", f"train.optim.lr={last_lr}", "baselines.bm25.top_k=100"],
+         f"train.model={models}/base", f"train.optim.lr={last_lr}", *pipeline_demo["overrides"],
+         "baselines.bm25.top_k=100"],
         env=dict(env, RAY_ADDRESS=address), capture_output=True, text=True, timeout=600, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

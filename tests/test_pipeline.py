@@ -18,8 +18,7 @@ from committee.driver import run_committee
 from o1e import storage
 from o1e.config import load_config
 
-STEPS = ["prepare", "synth", "vote", "train", "eval", "baseline:bm25", "baseline:all-MiniLM-L6-v2",
-         "baseline:before-training"]
+STEPS = ["prepare", "synth", "vote", "train", "eval", "baseline:bm25", "baseline:before-training"]
 
 
 def statuses(root: str) -> dict[str, str]:
@@ -56,8 +55,7 @@ def test_metrics_lineage_and_summary(pipeline_demo):
     lineage = storage.read_json(os.path.join(root, "train", "model", "lineage.json"))
     assert chain["training_fingerprint"] == lineage["config_fingerprint"]
     assert [c["kind"] for c in chain["chain"]] == ["model", "training", "training_rows", "candidates"]
-    for name, floor in (("bm25", 0.8), ("all-MiniLM-L6-v2", 0.8)):  # the real retrievers on the slice
-        assert storage.read_json(os.path.join(root, "baselines", name, "metrics.json"))["ndcg@10"] > floor
+    assert storage.read_json(os.path.join(root, "baselines", "bm25", "metrics.json"))["ndcg@10"] > 0.8
     before = storage.read_json(os.path.join(root, "baselines", "before-training", "metrics.json"))
     assert set(before["variants"]) == {"k=0", "k=3"}
 
@@ -66,7 +64,7 @@ def test_metrics_lineage_and_summary(pipeline_demo):
     assert steps.loc["prepare", "rows_out"] == 100 and steps.loc["synth", "rows_out"] == 300
     assert steps.loc["vote", "rows_out"] == 100 and steps.loc["eval", "rows_in"] == 100
 
-    proc = subprocess.run(pipeline_demo["command"][:1] + ["lineage", os.path.join(root, "eval"), "--json"],
+    proc = subprocess.run([pipeline_demo["command"][0], "lineage", os.path.join(root, "eval"), "--json"],
                           capture_output=True, text=True, env=pipeline_demo["env"])
     assert proc.returncode == 0, proc.stderr
     nodes = json.loads(proc.stdout)["nodes"]
