@@ -228,6 +228,19 @@ def move(src_url: str, dest_url: str) -> None:
         raise StorageError(f"cannot move {src_url} to {dest_url}: {err}") from err
 
 
+def answers(url: str) -> bool:
+    """Whether ``url``'s storage answers at once: always for a local path; for S3, a bucket lookup with the
+    pre-flight's few attempts (not the 8 with back-off that work gets)."""
+    fs, path = resolve(url)
+    if isinstance(fs, pafs.LocalFileSystem):
+        return True
+    try:
+        _s3_filesystem(s3_endpoint(), _region(), S3_CHECK_ATTEMPTS).get_file_info(path.split("/", 1)[0])
+    except OSError:
+        return False
+    return True
+
+
 def check_output(url: str) -> None:
     """Fail before any work when results could not be written to ``url``: a local folder that cannot be
     created or written, a malformed ``s3://`` URL, or a bucket that does not answer."""

@@ -159,11 +159,12 @@ def dry_run(cfg: PipelineConfig, cluster: str | None = None, start: str | None =
     for name in ("stage", "would", "asks Ray for (each on one node)", "fits"):
         table.add_column(name)
     problems = []
+    reachable = storage.answers(cfg.output)
     for step in selected:
-        try:
-            would = "skip (up to date)" if is_current(step, read_record(cfg, step)) else "run"
-        except (OSError, storage.StorageError):
+        if not reachable:
             would = "run (output not reachable from here)"
+        else:
+            would = "skip (up to date)" if is_current(step, read_record(cfg, step)) else "run"
         asks, verdict = "", ""
         if cluster:
             phases = requests.get(step.name, [])

@@ -79,7 +79,7 @@ def test_paper_pipeline_fits_the_clusters_and_a_small_one_is_refused():
     assert problems and "vLLM replica needs 8 GPU" in problems[0]
 
 
-def test_print_config_and_dry_run_from_the_command_line():
+def test_print_config_and_dry_run_from_the_command_line(tmp_path):
     run = lambda *args: subprocess.run([sys.executable, "-m", "pipeline", "-c", PAPER, *args],  # noqa: E731
                                        capture_output=True, text=True, cwd=REPO)
     printed = run("--print-config")
@@ -87,9 +87,10 @@ def test_print_config_and_dry_run_from_the_command_line():
     resolved = yaml.safe_load(printed.stdout)
     assert resolved["synth"]["input"] == "s3://my-bucket/o1e/paper/prepare/training_rows"
     assert resolved["train"]["lora"]["enabled"] is True and resolved["eval"]["thoughts"]["n"] == 3
-    fitting = run("--dry-run", "--cluster", os.path.join(CLUSTERS, "gpu-8x.yaml"))
+    local = f"output={tmp_path}"  # records read from a local root: no network in the test
+    fitting = run("--dry-run", "--cluster", os.path.join(CLUSTERS, "gpu-8x.yaml"), local)
     assert fitting.returncode == 0, fitting.stdout + fitting.stderr
     assert "4 x gpu_8x (8 GPU, 96 CPU)" in fitting.stdout and "does not fit" not in fitting.stdout
-    too_big = run("--dry-run", "--cluster", os.path.join(CLUSTERS, "gpu-8x.yaml"), "train.num_workers=40")
+    too_big = run("--dry-run", "--cluster", os.path.join(CLUSTERS, "gpu-8x.yaml"), local, "train.num_workers=40")
     assert too_big.returncode == 1
     assert "does not fit: train: 40 x train worker (1 GPU + 8 CPU each): only 32 fit" in too_big.stdout
