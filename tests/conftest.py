@@ -151,3 +151,20 @@ def pipeline_demo(tmp_path_factory) -> dict:
     return {"root": str(root), "env": env, "command": command, "overrides": overrides, "killed": killed,
             "stdout": second.stdout,
             "elapsed_s": time.time() - started}
+
+
+def eval_run_rows(n: int, start: int = 0, prefix: str = ""):
+    """``n`` rows of an ``eval_run`` dataset, query ids ``<prefix><start>...``: the storage tests' sample data."""
+    import pyarrow as pa
+
+    return pa.table({"k": [0] * n, "query_id": [f"{prefix}{i}" for i in range(start, start + n)],
+                     "doc_id": [f"d{i}" for i in range(start, start + n)],
+                     "rank": list(range(1, n + 1)), "score": [float(i) for i in range(n)]})
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path):
+    """A storage root, once on a local disk and once in the S3 test bucket."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("s3_bucket") + "/store"

@@ -15,13 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import eval_run_rows
 from o1e import storage
 
 
 def rows(n, start=0, tag="v1"):
-    return pa.table({"k": [0] * n, "query_id": [f"{tag}-{i}" for i in range(start, start + n)],
-                     "doc_id": [f"d{i}" for i in range(start, start + n)],
-                     "rank": list(range(1, n + 1)), "score": [float(i) for i in range(n)]})
+    return eval_run_rows(n, start, prefix=f"{tag}-")
 
 
 def outside_counts(url):
@@ -34,13 +33,6 @@ def outside_counts(url):
         "polars": pl.read_parquet(pattern).height,
         "pandas": len(pd.read_parquet(url)),
     }
-
-
-@pytest.fixture(params=["local", "s3"])
-def root(request, tmp_path):
-    if request.param == "local":
-        return str(tmp_path / "store")
-    return request.getfixturevalue("s3_bucket") + "/store"
 
 
 def test_manifest_records_count_size_and_checksum(root):

@@ -6,19 +6,12 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
 import pytest
 
 from bad_inputs import run
-from conftest import upload_dir
+from conftest import eval_run_rows as rows, upload_dir
 from faulty_s3 import FaultyProxy
 from o1e import storage
-
-
-def rows(n, start=0):
-    return pa.table({"k": [0] * n, "query_id": [str(i) for i in range(start, start + n)],
-                     "doc_id": [f"d{i}" for i in range(start, start + n)],
-                     "rank": list(range(1, n + 1)), "score": [float(i) for i in range(n)]})
 
 
 @pytest.fixture()

@@ -4,20 +4,8 @@ import os
 import pyarrow as pa
 import pytest
 
+from conftest import eval_run_rows as rows
 from o1e import storage
-
-
-def rows(n, start=0):
-    return pa.table({"k": [0] * n, "query_id": [str(i) for i in range(start, start + n)],
-                     "doc_id": [f"d{i}" for i in range(start, start + n)],
-                     "rank": list(range(1, n + 1)), "score": [float(i) for i in range(n)]})
-
-
-@pytest.fixture(params=["local", "s3"])
-def root(request, tmp_path):
-    if request.param == "local":
-        return str(tmp_path / "store")
-    return request.getfixturevalue("s3_bucket") + "/store"
 
 
 def test_write_read_roundtrip_with_manifest(root):
