@@ -23,16 +23,26 @@ class RayConfig(Section):
     """``None``: one GPU per worker when the cluster has GPUs, none otherwise."""
 
 
-def cpus_per_worker(ray, config: RayConfig, workers: int) -> float:
+def worker_cpus(config: RayConfig, workers: int, cluster_cpus: float) -> float:
+    """CPUs per worker: the config's, else the cluster's CPUs shared evenly (at least 1)."""
     if config.num_cpus_per_worker is not None:
         return config.num_cpus_per_worker
-    return float(max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, workers)))
+    return float(max(1, int(cluster_cpus) // max(1, workers)))
+
+
+def worker_gpus(config: RayConfig, cluster_gpus: float) -> float:
+    """GPUs per worker: the config's, else one when the cluster has GPUs."""
+    if config.num_gpus_per_worker is not None:
+        return config.num_gpus_per_worker
+    return 1.0 if cluster_gpus >= 1 else 0.0
+
+
+def cpus_per_worker(ray, config: RayConfig, workers: int) -> float:
+    return worker_cpus(config, workers, ray.cluster_resources().get("CPU", 1))
 
 
 def gpus_per_worker(ray, config: RayConfig) -> float:
-    if config.num_gpus_per_worker is not None:
-        return config.num_gpus_per_worker
-    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    return worker_gpus(config, ray.cluster_resources().get("GPU", 0))
 
 
 def init_ray(config: RayConfig):

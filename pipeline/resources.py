@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from o1e.ray_utils import worker_cpus, worker_gpus
 from pipeline.config import PipelineConfig
 
 
@@ -81,9 +82,8 @@ def _engine_request(what: str, engine, gpus_available: bool) -> list[Request]:
 
 
 def _workers(what: str, ray_cfg, count: int, cluster_cpus: float, gpus_available: bool) -> Request:
-    gpus = ray_cfg.num_gpus_per_worker if ray_cfg.num_gpus_per_worker is not None else float(gpus_available)
-    cpus = ray_cfg.num_cpus_per_worker if ray_cfg.num_cpus_per_worker is not None else max(1.0, cluster_cpus // count)
-    return Request(what, cpus, gpus, count)
+    """As the stages place them at run time (o1e.ray_utils)."""
+    return Request(what, worker_cpus(ray_cfg, count, cluster_cpus), worker_gpus(ray_cfg, float(gpus_available)), count)
 
 
 def stage_requests(cfg: PipelineConfig, nodes: list[NodeType]) -> dict[str, list[list[Request]]]:
