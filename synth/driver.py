@@ -125,7 +125,7 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
                 engine.close()
     model = engine.model_name if engine is not None else (cfg.engine.served_name or cfg.engine.model
                                                           if cfg.engine.kind == "vllm" else cfg.engine.model)
-    summary = report.build_summary(cfg, stats, model, run_fp, time.perf_counter() - started,
+    summary = report.build_summary(cfg, stats, model, time.perf_counter() - started,
                                    engine.info if engine is not None else {})
     extra = {"summary": summary}
     if cfg.incremental:

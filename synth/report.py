@@ -7,7 +7,6 @@ from rich.console import Console
 from rich.table import Table
 
 from o1e import storage
-from o1e.provenance import code_version
 
 console = Console(highlight=False)
 
@@ -20,12 +19,12 @@ def resolved_sampling(cfg, engine_info: dict) -> dict:
             else engine_info.get(key, "server default") for key in ("temperature", "top_p")}
 
 
-def build_summary(cfg, stats, model: str, run_fp: str, elapsed_s: float, engine_info: dict) -> dict:
+def build_summary(cfg, stats, model: str, elapsed_s: float, engine_info: dict) -> dict:
     tokens_per_s = stats.completion_tokens / stats.generation_s if stats.generation_s else 0.0
     return {
         "sampling": resolved_sampling(cfg, engine_info),
         "input": cfg.input, "output": cfg.output, "model": model, "engine": cfg.engine.kind,
-        "num_candidates": cfg.num_candidates, "config_fingerprint": run_fp, "code_version": code_version(),
+        "num_candidates": cfg.num_candidates,
         "rows_in": stats.rows_in, "rows_resumed": stats.rows_resumed, "rows_processed": stats.rows_processed,
         "shards_total": stats.shards_total, "shards_resumed": stats.shards_resumed,
         "candidates_written": stats.candidates_written, "rejects_written": dict(sorted(stats.rejects_now.items())),
