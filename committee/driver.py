@@ -149,7 +149,7 @@ def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWrite
         "shards": len(shards), "shards_run": len(ran),
         "shards_skipped": len(skipped), "candidates_scored": sum(s.num_candidates for s in todo),
     })
-    diagnostics = record.finish(diagnostics)
+    diagnostics = record.finish(diagnostics, rows=sum(len(s.groups) for s in todo), unit="query")
     if show:
         report.print_diagnostics(cfg, diagnostics)
     return CommitteeResult(output=cfg.output, diagnostics=diagnostics, shards_run=ran, shards_skipped=skipped)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pyarrow as pa
 from rich.console import Console
@@ -86,7 +87,7 @@ def write_outputs(cfg, result) -> None:
     parents = [{"url": data.url, "split": data.split, "corpus_fingerprint": data.corpus.fingerprint}]
     if result.thoughts is not None:
         parents.append({"url": result.thoughts.url, "schema": "thoughts"})
-    record = runs.RunRecord("eval", cfg, parents=parents)
+    record = runs.RunRecord("eval", cfg, parents=parents, started=time.perf_counter() - result.info["elapsed_s"])
     model = model_of(cfg.retriever)
     metrics = dict(result.metrics)
     metrics.update({
@@ -117,4 +118,5 @@ def write_outputs(cfg, result) -> None:
     storage.write_json(storage.join(out, "metrics.json"), metrics)
     record.finish({"num_queries": metrics["num_queries"], "k": metrics["k"],
                    "ndcg@10": {name: m["ndcg@10"] for name, m in metrics["variants"].items()},
-                   "rejects": metrics["skipped"], "elapsed_s": result.info.get("elapsed_s")})
+                   "rejects": metrics["skipped"], "elapsed_s": result.info.get("elapsed_s")},
+                  rows=len(data.corpus), unit="document")

@@ -4,11 +4,15 @@
 - A ``rejects`` dataset: one row per input row that could not be used, with the reason (schema ``rejects``).
 - ``config.yaml``: the resolved config.
 - ``summary.json``, written last: its presence means the run finished. It holds the stage's own figures
-  plus the stage name, the fingerprint, the code version and the finishing time.
+  plus the stage name, the fingerprint, the code version, the finishing time and ``throughput``: rows
+  handled, rows/s over the run and the driver process's peak resident memory.
 """
 
 from __future__ import annotations
 
+import resource
+import sys
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -24,6 +28,12 @@ CONFIG = "config.yaml"
 REJECTS = "rejects"
 
 
+def driver_peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
 def reject(stage: str, source: str, row: str, reason: str, detail: str) -> dict[str, str]:
     """One row of a ``rejects`` dataset."""
     return {"stage": stage, "source": source, "row": row, "reason": reason, "detail": detail}
@@ -36,6 +46,8 @@ class RunRecord:
     parents: list[dict[str, Any]] = field(default_factory=list)
     fingerprint: str | None = None
     """The run's identity when it is more than the config's (for example the inputs' identities too)."""
+    started: float = field(default_factory=time.perf_counter)
+    """When the run started (``time.perf_counter``); a stage that makes its record late passes its own."""
 
     @property
     def output(self) -> str:
@@ -71,9 +83,15 @@ class RunRecord:
         table = pa.Table.from_pylist(rows, schema=schemas.REJECTS.arrow) if rows else schemas.REJECTS.empty()
         return self.write_table(REJECTS, table)
 
-    def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
-        """Write ``config.yaml``, then ``summary.json`` (last: the run finished); returns the summary."""
-        summary = {"stage": self.stage, **summary, "config_fingerprint": self.lineage["config_fingerprint"],
+    def finish(self, summary: dict[str, Any], rows: int, unit: str) -> dict[str, Any]:
+        """Write ``config.yaml``, then ``summary.json`` (last: the run finished); returns the summary.
+        ``rows`` counts what the run worked through, in ``unit`` (a query, a document, a training row)."""
+        elapsed = time.perf_counter() - self.started
+        throughput = {"unit": unit, "rows": rows, "elapsed_s": round(elapsed, 3),
+                      "rows_per_s": round(rows / elapsed, 2) if elapsed > 0 else None,
+                      "driver_peak_rss_mb": driver_peak_rss_mb()}
+        summary = {"stage": self.stage, **summary, "throughput": throughput,
+                   "config_fingerprint": self.lineage["config_fingerprint"],
                    "code_version": code_version(),
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         storage.write_text(self.url(CONFIG), self.config.to_yaml())

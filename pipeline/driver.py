@@ -91,7 +91,7 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
     runs.RunRecord("pipeline", cfg).finish({
         "output": cfg.output, "elapsed_s": round(time.perf_counter() - started, 3),
         "steps": [{"status": r.status, **r.record} for r in results],
-    })
+    }, rows=len(results), unit="step")
     if show:
         console.rule("[bold]pipeline summary[/bold]")
         console.print(steps_table(results, cfg.output))

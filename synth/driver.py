@@ -139,7 +139,7 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
         }]
     candidates.finalize(extra=extra)
     rejects.finalize(extra={"summary": summary})
-    summary = record.finish(report.add_dataset_totals(summary, cfg.output))
+    summary = record.finish(report.add_dataset_totals(summary, cfg.output), rows=stats.rows_processed, unit="query")
     if show:
         report.print_summary(summary)
     return summary

@@ -234,7 +234,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
     }
     writer.finalize(extra={"summary": summary})
     record.write_rejects(source.rejects)
-    summary = record.finish(summary)
+    summary = record.finish(summary, rows=len(source.rows), unit="training row")
     if show:
         console.print(f"[bold]prepared[/bold] {summary['rows']:,} training rows from {src.path} ({kind}, "
                       f"split {src.split}): {summary['passed_through']:,} carried negatives, "

@@ -25,6 +25,9 @@ def test_bm25_negatives_are_top_depth_minus_positives(demo_data, tmp_path):
     summary, rows = prepare([f"output={tmp_path}", "mining.count=4", "mining.depth=10"])
     data = beir.load(demo_data, "train")
     assert summary["rows"] == len(rows) == len(data.qrels) and summary["mined"] == len(rows)
+    throughput = storage.read_json(f"{tmp_path}/summary.json")["throughput"]
+    assert throughput["rows"] == len(rows) and throughput["unit"] == "training row"
+    assert throughput["rows_per_s"] > 0 and throughput["driver_peak_rss_mb"] > 50
     index = BM25Index(data.corpus.passages(), load_config(PrepareConfig).mining.bm25)
     for row in rows[:25]:
         assert row["positive_ids"] == [d for d, s in data.qrels[row["query_id"]].items() if s > 0]

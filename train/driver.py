@@ -159,7 +159,7 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     }
     storage.write_json(storage.join(model_url, LINEAGE_FILE), lineage)  # written last: the folder is complete
     record.finish({"model": model_url, "rows": lineage["rows"], "final_metrics": result.metrics,
-                   "checkpoint": lineage["checkpoint"]})
+                   "checkpoint": lineage["checkpoint"]}, rows=num_rows, unit="training row")
     from train.report import show_summary
 
     show_summary(cfg, lineage)
