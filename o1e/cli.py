@@ -232,10 +232,23 @@ def print_lineage(url: str, as_json: bool) -> None:
     Console(highlight=False).print(table)
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argparse takes one run of positionals, so ``key=value`` overrides after a flag
+    (``-o out overwrite=true``) would be refused; they join the overrides wherever they stand.
+    Usage errors exit 2 (argparse)."""
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])  # usage errors: argparse exits 2
+    args = parse_args(build_parser(), [a for a in argv if a != "--debug"])
     from o1e import errors
 
     try:

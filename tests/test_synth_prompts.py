@@ -187,7 +187,14 @@ def test_cli_parses_synth_steps(capsys):
     assert main(["synth", "prepare", "--negatives", "7", "--depth", "50", "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "count: 7" in out and "depth: 50" in out
+    # overrides may stand anywhere among the flags
+    assert main(["synth", "prepare", "mining.seed=3", "-o", "/tmp/x", "overwrite=true", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "seed: 3" in out and "overwrite: true" in out and "output: /tmp/x" in out
     assert main(["synth", "run", "engine.kind=nope"]) == 2
+    with pytest.raises(SystemExit) as usage:
+        main(["synth", "prepare", "-o", "/tmp/x", "--bogus"])
+    assert usage.value.code == 2
 
 
 def test_summary_names_the_sampling_values_used():
