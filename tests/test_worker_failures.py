@@ -1,0 +1,88 @@
+"""A deterministic error inside a worker (o1e's config, data, storage or model-folder errors) fails the
+run at once with its one-line message; a transient failure is still retried. Attempts are counted in a
+file each attempt appends to."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import ray.cloudpickle
+
+from o1e.config import ConfigError
+from o1e.errors import describe, is_deterministic
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
+
+
+def attempt(counter: str) -> int:
+    with open(counter, "a") as f:
+        f.write("x")
+    return os.path.getsize(counter)
+
+
+def failing_loop(config: dict) -> None:
+    if attempt(config["counter"]) <= config["transient_failures"]:
+        raise RuntimeError("a transient fault")
+    if config["deterministic"]:
+        raise ConfigError("model: /models/base cannot be loaded (no weights)")
+
+
+def fit(tmp_path, name: str, deterministic: bool, transient_failures: int) -> tuple[int, BaseException | None]:
+    """Attempts made by a one-worker run allowed three failures, and the error ``fit`` raised."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+
+    from train.failures import O1eTorchTrainer
+
+    counter = str(tmp_path / f"{name}.attempts")
+    trainer = O1eTorchTrainer(
+        failing_loop,
+        train_loop_config={"counter": counter, "deterministic": deterministic,
+                           "transient_failures": transient_failures},
+        scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.5}),
+        run_config=RunConfig(name=name, storage_path=str(tmp_path / "ray"),
+                             failure_config=FailureConfig(max_failures=3)),
+    )
+    try:
+        trainer.fit()
+    except Exception as err:  # noqa: BLE001 - the test looks at what the driver receives
+        return os.path.getsize(counter), err
+    return os.path.getsize(counter), None
+
+
+def test_train_worker_config_error_fails_at_once_and_transient_ones_are_retried(ray_cluster, tmp_path):
+    attempts, err = fit(tmp_path, "deterministic", deterministic=True, transient_failures=1)
+    assert attempts == 2 and err is not None  # the transient fault retried once, the ConfigError never
+    assert is_deterministic(err)
+    assert describe(err) == (2, "error: model: /models/base cannot be loaded (no weights)")
+
+
+class Replica:
+    """An actor as the committee and the generation engine make theirs: restarted if its process is lost."""
+
+    def __init__(self, counter: str, fail_on_start: bool) -> None:
+        attempt(counter + ".start")
+        if fail_on_start:
+            raise ConfigError("model: /models/base is not a usable model folder")
+        self.counter = counter
+
+    def work(self) -> None:
+        attempt(self.counter + ".work")
+        raise ConfigError("data: row 3 has no query")
+
+
+def test_actor_errors_are_not_retried_with_the_stages_restart_options(ray_cluster, tmp_path):
+    """Restarts and task retries are for a lost actor process: Ray retries no exception an actor's method
+    raises (no ``retry_exceptions``), and restarts no actor whose constructor raised."""
+    ray = ray_cluster
+    # the generation engine's defaults (o1e/llm/ray_engine.py); the committee's actors allow 1 of each
+    actor = ray.remote(Replica).options(num_cpus=0, max_restarts=3, max_task_retries=3)
+    counter = str(tmp_path / "replica")
+    with pytest.raises(ray.exceptions.RayTaskError) as raised:
+        ray.get(actor.remote(counter, False).work.remote())
+    assert describe(raised.value) == (2, "error: data: row 3 has no query")
+    broken = actor.remote(counter + "-broken", True)
+    with pytest.raises(ray.exceptions.RayActorError, match="is not a usable model folder"):
+        ray.get(broken.work.remote())
+    assert os.path.getsize(counter + ".work") == 1 and os.path.getsize(counter + "-broken.start") == 1
