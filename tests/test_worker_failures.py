@@ -86,3 +86,19 @@ def test_actor_errors_are_not_retried_with_the_stages_restart_options(ray_cluste
     with pytest.raises(ray.exceptions.RayActorError, match="is not a usable model folder"):
         ray.get(broken.work.remote())
     assert os.path.getsize(counter + ".work") == 1 and os.path.getsize(counter + "-broken.start") == 1
+
+
+def test_which_errors_are_deterministic():
+    from ray.train import WorkerGroupError
+
+    from o1e.beir import DatasetError
+    from o1e.storage import StorageError
+
+    assert is_deterministic(StorageError("s3://b/ds: no _manifest.json"))
+    assert not is_deterministic(OSError("AWS Error NETWORK_CONNECTION during GetObject operation"))
+    assert not is_deterministic(RuntimeError("Connection closed by peer"))
+    # a rank's own data error, the other rank's collateral collective error: the run is not retried
+    group = WorkerGroupError("two workers failed", {0: RuntimeError("gloo: connection reset"),
+                                                    1: DatasetError("rows.jsonl line 3: no query")})
+    assert is_deterministic(group) and describe(group) == (1, "error: rows.jsonl line 3: no query")
+    assert not is_deterministic(WorkerGroupError("lost", {0: RuntimeError("gloo: connection reset")}))
