@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow.compute as pc
 import pytest
 
 from bad_inputs import run
@@ -110,7 +111,8 @@ def test_synth_run_on_s3_through_faults_and_a_server_gone_mid_run(s3_bucket, ups
     from synth_helpers import training_rows
 
     rows = f"{s3_bucket}/synth/rows"
-    storage.write_table(rows, training_rows(num_good=8, passage_chars=80), "training_rows")  # 8 good, 4 bad
+    table = training_rows(num_good=4, passage_chars=80)  # 4 good rows and the bad ones but the long query
+    storage.write_table(rows, table.filter(pc.not_equal(table["query_id"], "bad-long")), "training_rows")
     model = make_tiny_chat_model(str(tmp_path / "model"), hidden=64, max_positions=1024)
 
     def config(output: str) -> SynthConfig:
@@ -151,7 +153,7 @@ def test_synth_run_on_s3_through_faults_and_a_server_gone_mid_run(s3_bucket, ups
     assert code == 1 and "\n" not in line and "the object store failed after retries" in line, line
     clean = outputs("clean")
     keys = [(r["query_id"], r["candidate_index"]) for r in clean[0].to_pylist()]
-    assert len(keys) == len(set(keys)) >= 8 * 2 and clean[1].num_rows > 0
+    assert len(keys) == len(set(keys)) == 4 * 2 and clean[1].num_rows > 0
     assert outputs("faulty") == clean and outputs("gone") == clean  # none lost, none twice, the same thoughts
-    assert 0 < resumed["rows_resumed"] < 12, resumed  # the rerun kept the shards committed before the fault
+    assert 0 < resumed["rows_resumed"] < resumed["rows_in"], resumed  # it kept what was committed before
     print(f"\nsynth: server gone after {requests // 2} of {requests} requests: {line}\nfaulty: {faulty.counts}")
