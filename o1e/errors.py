@@ -16,12 +16,40 @@ def one_line(text: str) -> str:
 
 
 def _root(err: BaseException) -> BaseException:
-    """The exception a Ray task or actor raised, rather than Ray's wrapper around it."""
+    """The exception a Ray task, actor or Ray Train worker raised, rather than Ray's wrapper around it."""
     seen = set()
-    while getattr(err, "cause", None) is not None and id(err) not in seen:
+    while id(err) not in seen:
         seen.add(id(err))
-        err = err.cause
+        if getattr(err, "cause", None) is not None:  # ray.exceptions.RayTaskError
+            err = err.cause
+        elif getattr(err, "worker_failures", None):  # ray.train.WorkerGroupError
+            # a rank's own error, not the others' collateral ones (a broken collective) where there is one
+            failures = [err.worker_failures[rank] for rank in sorted(err.worker_failures)]
+            err = next((e for e in failures if is_deterministic(e)), failures[0])
+        else:
+            break
     return err
+
+
+def _object_store_gave_up(err: BaseException) -> bool:
+    from o1e.storage import StorageError
+
+    return isinstance(err, (OSError, StorageError)) and "AWS Error" in str(err)
+
+
+def is_deterministic(err: BaseException) -> bool:
+    """Whether an error would recur on a retry: o1e's own config, data, storage and model-folder errors
+    do; a lost worker or node, a crash, or an object store that gave up after its retries may not."""
+    from pydantic import ValidationError
+
+    from o1e.beir import DatasetError
+    from o1e.config import ConfigError
+    from o1e.storage import StorageError
+
+    err = _root(err)
+    if _object_store_gave_up(err):
+        return False
+    return isinstance(err, (ConfigError, ValidationError, DatasetError, StorageError))
 
 
 def describe(err: BaseException) -> tuple[int, str]:
@@ -36,7 +64,7 @@ def describe(err: BaseException) -> tuple[int, str]:
 
     err = _root(err)
     text = str(err)
-    if isinstance(err, (OSError, StorageError)) and "AWS Error" in text and "O1E_S3_ENDPOINT" not in text:
+    if _object_store_gave_up(err) and "O1E_S3_ENDPOINT" not in text:
         # pyarrow's S3 client gave up after its retries, and the message says nothing of what to do
         return FAILURE, one_line(f"error: {err}") + " (the object store failed after retries: check "\
             "O1E_S3_ENDPOINT, the network and the credentials, then rerun the same command: committed work is kept)"

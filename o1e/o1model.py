@@ -71,8 +71,14 @@ class O1Model(torch.nn.Module):
         path = resolve_model_dir(path) if "://" in path else path
         if seq is None:
             seq = read_sequence_config(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+        except (OSError, ValueError) as err:  # a folder that cannot load fails the same way on every retry
+            from o1e.errors import one_line
+
+            raise ConfigError(f"model: {path} cannot be loaded ({one_line(str(err))[:300]}): give a Hugging "
+                              "Face causal LM folder with its config, weights and tokenizer files") from None
         return cls(lm, tokenizer, seq)
 
     @classmethod

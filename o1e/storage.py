@@ -515,9 +515,12 @@ def _read_part(part_url: str, entry: dict[str, Any], columns: list[str] | None, 
             if entry.get("size") is not None and size != entry["size"]:
                 raise StorageError(f"part {part_url} is {size} bytes, the manifest says {entry['size']}: the "
                                    "part was changed or replaced after commit; rewrite the dataset")
-            if checksum and entry.get("sha256"):
+            # On S3 the part is fetched whole, in one GET: pyarrow's S3 client reads a ranged GET's answer into a
+            # buffer the size of the range, and the error body of a 503 SlowDown or 500 overflows the small range
+            # of a small column, failing the read for good ("Failed to flush response stream") instead of retrying.
+            if (checksum and entry.get("sha256")) or is_s3(part_url):
                 data = f.read()
-                if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                if checksum and entry.get("sha256") and hashlib.sha256(data).hexdigest() != entry["sha256"]:
                     raise StorageError(f"part {part_url} does not match its manifest checksum: the part was "
                                        "changed after commit; rewrite the dataset")
                 source: Any = pa.BufferReader(data)

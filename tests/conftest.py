@@ -153,6 +153,24 @@ def pipeline_demo(tmp_path_factory) -> dict:
             "elapsed_s": time.time() - started}
 
 
+def outside_counts(url: str) -> dict[str, int]:
+    """Row counts seen by DuckDB, Polars and pandas reading a local dataset folder the way other teams do."""
+    import glob
+
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    pattern = os.path.join(url, "*.parquet")
+    if not glob.glob(pattern):
+        return {"duckdb": 0, "polars": 0, "pandas": 0}
+    return {
+        "duckdb": duckdb.sql(f"select count(*) from read_parquet('{pattern}')").fetchall()[0][0],
+        "polars": pl.read_parquet(pattern).height,
+        "pandas": len(pd.read_parquet(url)),
+    }
+
+
 def eval_run_rows(n: int, start: int = 0, prefix: str = ""):
     """``n`` rows of an ``eval_run`` dataset, query ids ``<prefix><start>...``: the storage tests' sample data."""
     import pyarrow as pa

@@ -15,24 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import eval_run_rows
+from conftest import eval_run_rows, outside_counts
 from o1e import storage
 
 
 def rows(n, start=0, tag="v1"):
     return eval_run_rows(n, start, prefix=f"{tag}-")
-
-
-def outside_counts(url):
-    """Row counts seen by DuckDB, Polars and pandas reading the folder the way other teams do."""
-    pattern = os.path.join(url, "*.parquet")
-    if not glob.glob(pattern):
-        return {"duckdb": 0, "polars": 0, "pandas": 0}
-    return {
-        "duckdb": duckdb.sql(f"select count(*) from read_parquet('{pattern}')").fetchall()[0][0],
-        "polars": pl.read_parquet(pattern).height,
-        "pandas": len(pd.read_parquet(url)),
-    }
 
 
 def test_manifest_records_count_size_and_checksum(root):
@@ -165,7 +153,8 @@ def test_glob_reader_never_sees_a_half_written_or_superseded_part(tmp_path):
 
 def test_every_kind_of_dataset_a_stage_writes_reads_the_same_outside(tmp_path, demo_data):
     """prepare, the committee (with oracle candidates) and eval write 10 datasets of 7 kinds; DuckDB, Polars
-    and pandas count exactly the manifest's rows in each, and o1e verify finds nothing wrong."""
+    and pandas count exactly the manifest's rows in each, and o1e verify finds nothing wrong. The other two
+    kinds, eval's ``thoughts`` and ``embeddings`` cache, are checked on test_eval_o1's shared O1 eval run."""
     from committee.config import CommitteeConfig
     from committee.driver import run_committee
     from committee.oracle import write_oracle_inputs

@@ -128,6 +128,22 @@ def test_thoughts_dataset_variants_and_k0_vectors(o1_model, clean_run, tmp_path)
     assert again.variants == result.variants
 
 
+def test_thoughts_and_embedding_cache_read_the_same_outside(clean_run):
+    """The two dataset kinds only an O1 eval writes, as other teams read them (test_dataset_contract checks
+    the others): DuckDB, Polars and pandas count exactly the manifest's rows, and o1e verify agrees."""
+    from conftest import outside_counts
+    from o1e.verify import find_datasets
+
+    cfg, _ = clean_run
+    outputs, cache = find_datasets(cfg.output), find_datasets(cfg.cache_dir)
+    datasets, unfinished = outputs[0] + cache[0], outputs[1] + cache[1]
+    kinds = {storage.read_manifest(url).schema for url in datasets}
+    assert not unfinished and {"thoughts", "embeddings"} <= kinds, kinds
+    for url in datasets:
+        assert set(outside_counts(url).values()) == {storage.read_manifest(url).num_rows}, url
+        assert storage.verify_dataset(url) == [], url
+
+
 def test_two_shards_and_thoughts_source_give_identical_rankings(o1_model, clean_run, tmp_path):
     cfg, result = clean_run
     two = run_eval(o1_config(o1_model, str(tmp_path / "out"), "shards=2", f"cache_dir={tmp_path / 'cache'}",

@@ -1,17 +1,20 @@
 """Object-storage faults through a fault-injecting proxy in front of the loopback S3 server: transient
 faults (503 SlowDown, 500, dropped connections, delays) are retried and change nothing; a server gone
-mid-run fails the stage with one line, and a rerun completes without duplicates."""
+mid-run fails the stage with one line, and a rerun completes without duplicates. Stages covered here:
+prepare, the committee, eval and synth run; train's S3 run goes through the proxy in test_train_e2e."""
 
 from __future__ import annotations
 
 import json
 
+import pyarrow.compute as pc
 import pytest
 
 from bad_inputs import run
 from conftest import eval_run_rows as rows, upload_dir
 from faulty_s3 import FaultyProxy
 from o1e import storage
+from o1e.config import load_config
 
 
 @pytest.fixture()
@@ -92,3 +95,65 @@ def test_server_gone_mid_run_fails_with_one_line_and_a_rerun_completes(s3_bucket
         assert storage.verify_dataset(out + "/training_rows") == []
     assert ids == [f"q{i}" for i in range(400)]  # none lost, none twice
     print(f"\nserver gone after {requests // 2} of {requests} requests: {lines[0]}\ncounts: {proxy.counts}")
+
+
+def test_synth_run_on_s3_through_faults_and_a_server_gone_mid_run(s3_bucket, upstream_port, monkeypatch, ray_cluster,
+                                                                  tmp_path):
+    """``synth run`` (the transformers engine, a tiny random chat model) reading its rows from and writing its
+    candidates to S3: a clean run, one through transient faults, and one whose server goes away half-way
+    and is rerun. One engine serves the four runs, as a long-lived service would."""
+    from o1e.errors import describe
+    from o1e.llm.ray_engine import RayEngine
+    from synth.config import SynthConfig
+    from synth.driver import run_synth
+    from synth.prompts import ExplorationPrompts
+    from synth.tiny import make_tiny_chat_model
+    from synth_helpers import training_rows
+
+    rows = f"{s3_bucket}/synth/rows"
+    table = training_rows(num_good=4, passage_chars=80)  # 4 good rows and the bad ones but the long query
+    storage.write_table(rows, table.filter(pc.not_equal(table["query_id"], "bad-long")), "training_rows")
+    model = make_tiny_chat_model(str(tmp_path / "model"), hidden=64, max_positions=1024)
+
+    def config(output: str) -> SynthConfig:
+        return load_config(SynthConfig, None, [
+            f"input={rows}", f"output={s3_bucket}/synth/{output}", "engine.kind=transformers", f"engine.model={model}",
+            "engine.num_cpus_per_replica=1", "num_candidates=2", "sampling.max_tokens=8", "shard_size=2",
+            "progress=false"])
+
+    def outputs(output: str) -> tuple:
+        url = f"{s3_bucket}/synth/{output}"
+        return (storage.read_table(f"{url}/candidates").sort_by([("query_id", "ascending"),
+                                                                 ("candidate_index", "ascending")]),
+                storage.read_table(f"{url}/rejects").sort_by([("row", "ascending"), ("reason", "ascending")]))
+
+    cfg = config("clean")
+    engine = RayEngine(cfg.engine, ExplorationPrompts(cfg.prompt), cfg.sampling, cfg.ray, show=False)
+    engine.start()
+    try:
+        with FaultyProxy(upstream_port, fault_rate=0.0) as counting:
+            monkeypatch.setenv("O1E_S3_ENDPOINT", counting.url)
+            run_synth(cfg, show=False, engine=engine)
+        with FaultyProxy(upstream_port, fault_rate=0.15, delay_s=0.1, seed=3) as faulty:
+            monkeypatch.setenv("O1E_S3_ENDPOINT", faulty.url)
+            run_synth(config("faulty"), show=False, engine=engine)
+        requests = sum(counting.counts.values())
+        with FaultyProxy(upstream_port, fault_rate=0.0, down_after=requests // 2) as gone:
+            monkeypatch.setenv("O1E_S3_ENDPOINT", gone.url)
+            with pytest.raises(Exception) as failed:
+                run_synth(config("gone"), show=False, engine=engine)
+            code, line = describe(failed.value)
+            gone.up()
+            assert not storage.is_dataset(f"{s3_bucket}/synth/gone/candidates")  # nothing half-committed
+            resumed = run_synth(config("gone"), show=False, engine=engine)
+    finally:
+        engine.close()
+    monkeypatch.setenv("O1E_S3_ENDPOINT", f"http://127.0.0.1:{upstream_port}")
+    assert min(faulty.counts[f] for f in ("slow_down", "internal", "drop", "delay")) > 0, faulty.counts
+    assert code == 1 and "\n" not in line and "the object store failed after retries" in line, line
+    clean = outputs("clean")
+    keys = [(r["query_id"], r["candidate_index"]) for r in clean[0].to_pylist()]
+    assert len(keys) == len(set(keys)) == 4 * 2 and clean[1].num_rows > 0
+    assert outputs("faulty") == clean and outputs("gone") == clean  # none lost, none twice, the same thoughts
+    assert 0 < resumed["rows_resumed"] < resumed["rows_in"], resumed  # it kept what was committed before
+    print(f"\nsynth: server gone after {requests // 2} of {requests} requests: {line}\nfaulty: {faulty.counts}")

@@ -232,8 +232,13 @@ def test_wrong_config_fails_before_workers_start(tmp_path, base_model):
                                                   f"deepspeed.config={tmp_path / 'missing.json'}"]))
 
 
-def test_full_finetune_zero3_bf16_with_s3(ray_cluster, base_model, s3_bucket, tmp_path):
-    """Full fine-tuning under ZeRO-3 and bf16, with the data, the Ray Train checkpoints and the model in S3."""
+def test_full_finetune_zero3_bf16_with_s3(ray_cluster, base_model, s3_server, s3_bucket, tmp_path, monkeypatch):
+    """Full fine-tuning under ZeRO-3 and bf16, with the data, the Ray Train checkpoints and the model in S3,
+    the driver and Ray Train's checkpoint storage going through a proxy that fails one request in ten
+    (503, 500, dropped connection or delay). The workers' own writes (the model) use the endpoint the
+    cluster started with, as on a real cluster."""
+    from faulty_s3 import FaultyProxy
+
     data = f"{s3_bucket}/data"
     storage.write_table(data, scifact_training_table(num_queries=8, negatives=3), "training")
     out = f"{s3_bucket}/run"
@@ -241,7 +246,11 @@ def test_full_finetune_zero3_bf16_with_s3(ray_cluster, base_model, s3_bucket, tm
     cfg = load_config(TrainConfig, None, [f"data={data}", f"model={base_model}", f"output={out}",
                                           "optim.epochs=2", "checkpoint_every=1", *common,
                                           "deepspeed.zero_stage=3", "deepspeed.precision=bf16", "lora.enabled=false"])
-    lineage = run_train(cfg)
+    with FaultyProxy(int(s3_server.rsplit(":", 1)[1]), fault_rate=0.1, delay_s=0.05, seed=4) as proxy:
+        monkeypatch.setenv("O1E_S3_ENDPOINT", proxy.url)
+        lineage = run_train(cfg)
+    monkeypatch.setenv("O1E_S3_ENDPOINT", s3_server)
+    assert min(proxy.counts[f] for f in ("slow_down", "internal", "drop", "delay")) > 0, proxy.counts
     assert lineage["final_metrics"]["step"] == 2
     assert lineage["checkpoint"].startswith(f"{s3_bucket}/run/ray/o1e-train-")
     assert any(name.startswith("checkpoint_") for name in storage.listdir(lineage["ray_run"]))

@@ -93,7 +93,8 @@ class TrainConfig(StageConfig):
     checkpoint_every: int = Field(100, ge=1)
     """Report a checkpoint to Ray Train storage every this many steps (and at the end)."""
     max_failures: int = Field(3, ge=0)
-    """Worker failures survived by restarting from the latest checkpoint."""
+    """Worker failures (a lost worker or node, a crash) survived by restarting from the latest checkpoint.
+    A worker's config, data, storage or model-folder error is not retried: it would fail the same way."""
     storage_path: str | None = None
     """Ray Train storage for checkpoints (local or s3://); ``None``: ``<output>/ray``."""
     probe_size: int = Field(4, ge=0)

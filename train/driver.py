@@ -114,7 +114,9 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
 
     ray = init_ray(cfg.ray)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
+
+    from train.failures import O1eTorchTrainer
 
     rows_ref = ray.put(table)  # the workers read this shared copy; the driver lets its own go
     del table
@@ -123,7 +125,7 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     run_name = f"o1e-train-{cfg.fingerprint()}"
     cpus, gpus = worker_resources(ray, cfg)
     threads = max(1, int(cpus))
-    trainer = TorchTrainer(
+    trainer = O1eTorchTrainer(
         train_loop,
         train_loop_config={
             "config": cfg.model_dump(mode="json"),

