@@ -109,7 +109,7 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
     if not owns_engine and (engine.renderer != renderer or engine.sampling != cfg.sampling):
         raise ValueError("the engine passed in was built for another prompt or sampling config")
     if stats.rows_resumed < stats.rows_in:
-        pool = load_pool(cfg.examples_from or cfg.input)
+        pool = load_pool(cfg.examples_from or cfg.input, cfg.example_pool_rows, cfg.seed)
         duplicates = duplicate_first_rows(cfg.input)
         if owns_engine:
             if cfg.engine.kind != "openai" and not storage.is_s3(cfg.engine.model):
