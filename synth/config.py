@@ -56,12 +56,19 @@ class MiningConfig(Section):
 class PrepareConfig(StageConfig):
     """Turn a BEIR dataset with a train split (or JSONL rows) into a ``training_rows`` dataset."""
 
-    not_fingerprinted: ClassVar[tuple[str, ...]] = StageConfig.not_fingerprinted + ("shard_rows",)
+    not_fingerprinted: ClassVar[tuple[str, ...]] = StageConfig.not_fingerprinted + (
+        "shard_rows", "mine_batch_rows", "batches_in_flight")
 
     dataset: PrepareSource = PrepareSource()
     mining: MiningConfig = MiningConfig()
     shard_rows: int = Field(50_000, ge=1)
     """Rows per Parquet part of the output."""
+    mine_batch_rows: int = Field(256, ge=1)
+    """Rows per request to the worker that holds the corpus and mines negatives (the output does not
+    depend on it)."""
+    batches_in_flight: int = Field(4, ge=1)
+    """Requests queued at that worker while the driver reads on: the driver holds at most this many
+    batches besides the shard it is filling."""
     output: str = "outputs/synth/prepared"
     """Folder or s3:// prefix: training_rows/, rejects/, summary.json."""
     ray: RayConfig = RayConfig()

@@ -26,12 +26,6 @@ from synth.mining import MiningWorker
 from synth.report import console
 from synth.training_rows import Row, read_jsonl_rows
 
-MINE_BATCH = 256
-"""Rows per request to the mining worker."""
-IN_FLIGHT = 4
-"""Requests the driver keeps queued at the worker, so that it reads the next batch while one is mined."""
-
-
 class ShardWriter:
     """Rows in, consecutive ``shard_rows``-row shards out (named by number), each committed once full."""
 
@@ -102,10 +96,12 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         counts = {"rows": 0, "with_teacher_scores": 0}
         shards = ShardWriter(writer, cfg.shard_rows)
         if kind == "beir":
-            requests = (worker.beir_rows.remote(start, MINE_BATCH) for start in range(0, loaded["rows"], MINE_BATCH))
-            results = (_get(ray, ref) for ref in _ahead(requests))
+            step = cfg.mine_batch_rows
+            requests = (worker.beir_rows.remote(start, step) for start in range(0, loaded["rows"], step))
+            results = (_get(ray, ref) for ref in _ahead(requests, cfg.batches_in_flight))
         else:
-            results = _mined_jsonl(ray, worker, _batches(read_jsonl_rows(src, rejects, bad_lines), MINE_BATCH), mining)
+            batches = _batches(read_jsonl_rows(src, rejects, bad_lines), cfg.mine_batch_rows)
+            results = _mined_jsonl(ray, worker, batches, mining, cfg.batches_in_flight)
         progress = progress_bar(total=loaded.get("rows"), unit="row", disable=not show,
                                 desc=f"mine negatives ({cfg.mining.method})" if mining else "read rows")
         for rows in results:
@@ -152,7 +148,7 @@ def _build_index(ray, worker, cfg: PrepareConfig, corpus: int, show: bool) -> No
         ray.kill(counter)
 
 
-def _ahead(requests: Iterator, depth: int = IN_FLIGHT) -> Iterator:
+def _ahead(requests: Iterator, depth: int) -> Iterator:
     """The items of ``requests`` (Ray refs), each submitted ``depth`` items before it is yielded."""
     queue: deque = deque()
     for ref in requests:
@@ -163,7 +159,7 @@ def _ahead(requests: Iterator, depth: int = IN_FLIGHT) -> Iterator:
         yield queue.popleft()
 
 
-def _mined_jsonl(ray, worker, batches: Iterator[list[Row]], mining: bool) -> Iterator[list[Row]]:
+def _mined_jsonl(ray, worker, batches: Iterator[list[Row]], mining: bool, in_flight: int) -> Iterator[list[Row]]:
     """Each batch of JSONL rows with the mined negatives of its rows that carry none."""
     def requests():
         for rows in batches:
@@ -171,7 +167,7 @@ def _mined_jsonl(ray, worker, batches: Iterator[list[Row]], mining: bool) -> Ite
             ref = worker.mine.remote([(r.query_id, r.query, r.positive_ids) for r in to_mine]) if to_mine else None
             yield rows, to_mine, ref
 
-    for rows, to_mine, ref in _ahead(requests()):
+    for rows, to_mine, ref in _ahead(requests(), in_flight):
         if ref is not None:
             for row, (ids, texts) in zip(to_mine, _get(ray, ref)):
                 row.negative_ids, row.negatives, row.neg_scores = ids, texts, None  # mined: no teacher scored them
