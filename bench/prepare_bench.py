@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=int, default=20_000)
     parser.add_argument("--work", default=None, help="folder for the data and outputs (default: a new temp one)")
     parser.add_argument("--repo", default=REPO, help="the checkout whose o1e runs (compare two commits)")
+    parser.add_argument("--tag", default="", help="added to the output folders' names")
     parser.add_argument("overrides", nargs="*", help="extra prepare settings, e.g. mining.count=15")
     args = parser.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="o1e-prepare-bench-")
@@ -68,7 +69,7 @@ def main() -> None:
             if texts is None:
                 texts = [json.loads(line)["text"] for line in open(corpus)]
             write_rows(rows, texts, count)
-        out = os.path.join(work, f"out-{count}-{os.path.basename(os.path.abspath(args.repo))}")
+        out = os.path.join(work, f"out-{count}-{os.path.basename(os.path.abspath(args.repo))}{args.tag}")
         env = dict(os.environ, PYTHONPATH=args.repo)
         subprocess.run([sys.executable, "-m", "o1e.cli", "synth", "prepare", "-d", rows, "-o", out,
                         f"dataset.corpus={corpus}", "overwrite=true", *args.overrides], check=True, env=env, cwd=args.repo,

@@ -61,8 +61,9 @@ class PrepareConfig(StageConfig):
 
     dataset: PrepareSource = PrepareSource()
     mining: MiningConfig = MiningConfig()
-    shard_rows: int = Field(50_000, ge=1)
-    """Rows per Parquet part of the output."""
+    shard_rows: int = Field(10_000, ge=1)
+    """Rows per Parquet part of the output: also what the driver holds at once, so it bounds the driver's
+    memory (10,000 MS MARCO rows with 15 negatives are ~60 MB of text)."""
     mine_batch_rows: int = Field(256, ge=1)
     """Rows per request to the worker that holds the corpus and mines negatives (the output does not
     depend on it)."""

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from o1e import beir, runs, schemas, storage
 from o1e.progress import Counter, bar as progress_bar, wait_with_progress
-from o1e.ray_utils import cpus_per_worker, init_ray
+from o1e.ray_utils import gpus_per_worker, init_ray, worker_cpus
 from synth.config import PrepareConfig
 from synth.mining import MiningWorker
 from synth.report import console
@@ -49,7 +49,7 @@ class ShardWriter:
         self.pending, self.pending_rows = [], 0
 
     def _commit(self, table: pa.Table) -> None:
-        self.writer.commit_shard(f"{self.number:06d}", table.combine_chunks())
+        self.writer.commit_shard(f"{self.number:06d}", table)
         self.number += 1
 
 
@@ -84,7 +84,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
     record = runs.RunRecord("synth", cfg, parents=[{"url": src.path, "split": src.split, "format": kind}])
     record.check_rerun("training_rows", runs.REJECTS)
     ray = init_ray(cfg.ray)
-    worker = ray.remote(MiningWorker).options(num_cpus=cpus_per_worker(ray, cfg.ray, 1)).remote(cfg, kind)
+    worker = ray.remote(MiningWorker).options(**_worker_resources(ray, cfg)).remote(cfg, kind)
     try:
         loaded = _get(ray, worker.load.remote())
         mining = loaded["to_mine"] > 0 and cfg.mining.method != "none" and cfg.mining.count > 0
@@ -132,6 +132,15 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
                       f"{cfg.mining.count}), {summary['rejects']:,} rejected -> {cfg.output}/training_rows",
                       soft_wrap=True)
     return summary
+
+
+def _worker_resources(ray, cfg: PrepareConfig) -> dict:
+    """The mining worker's share, as the dry run places it (``pipeline.resources``): ``ray``'s CPUs per
+    worker, else a whole node's (the largest: one worker cannot span nodes); a GPU for dense mining where
+    the cluster has one."""
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)
+    gpus = gpus_per_worker(ray, cfg.ray) if cfg.mining.method in ("dense", "o1") else 0
+    return {"num_cpus": worker_cpus(cfg.ray, 1, largest), "num_gpus": gpus}
 
 
 def _build_index(ray, worker, cfg: PrepareConfig, corpus: int, show: bool) -> None:
