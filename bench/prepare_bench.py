@@ -72,8 +72,8 @@ def main() -> None:
         out = os.path.join(work, f"out-{count}-{os.path.basename(os.path.abspath(args.repo))}{args.tag}")
         env = dict(os.environ, PYTHONPATH=args.repo)
         subprocess.run([sys.executable, "-m", "o1e.cli", "synth", "prepare", "-d", rows, "-o", out,
-                        f"dataset.corpus={corpus}", "overwrite=true", *args.overrides], check=True, env=env, cwd=args.repo,
-                       stdout=subprocess.DEVNULL)
+                        f"dataset.corpus={corpus}", "overwrite=true", *args.overrides],
+                       check=True, env=env, cwd=args.repo, stdout=subprocess.DEVNULL)
         summary = json.load(open(os.path.join(out, "summary.json")))
         t = summary["throughput"]
         print(f"rows={t['rows']} corpus={summary['corpus']} elapsed_s={t['elapsed_s']} rows_per_s={t['rows_per_s']} "

@@ -76,7 +76,8 @@ def load_pool(url: str, max_rows: int, seed: int, batch_rows: int = 65_536) -> E
                 for column, value in zip((positions, ids, queries, responses), row):
                     column[slot] = value
     order = np.argsort(np.asarray(positions, dtype=np.int64), kind="stable")
-    return ExamplePool(*(pa.array([column[i] for i in order], pa.large_string()) for column in (ids, queries, responses)))
+    return ExamplePool(*(pa.array([column[i] for i in order], pa.large_string())
+                         for column in (ids, queries, responses)))
 
 
 @dataclass
@@ -137,7 +138,7 @@ def duplicate_first_rows(url: str) -> dict[str, int]:
     return first
 
 
-def iter_new_shards(url: str, shard_size: int, known: set[str], prefix: str) -> Iterator[Shard]:
+def iter_new_shards(url: str, shard_size: int, known: pa.Array, prefix: str) -> Iterator[Shard]:
     """The rows whose query id is not in ``known``, in input order, cut into ``shard_size``-row shards
     named ``<prefix>-<number>``."""
     columns = ["query_id", "query", "positives"]
@@ -145,11 +146,11 @@ def iter_new_shards(url: str, shard_size: int, known: set[str], prefix: str) -> 
     numbers: list[int] = []
     position = count = 0
     for batch in storage.iter_batches(url, shard_size, columns=columns):
-        ids = batch.column(0).to_pylist()
-        keep = [i for i, query_id in enumerate(ids) if query_id not in known]
-        if keep:
-            rows.append(pa.Table.from_batches([batch]).take(pa.array(keep, pa.int64())))
-            numbers.extend(position + i for i in keep)
+        new = pc.invert(pc.is_in(batch.column(0), value_set=known.cast(batch.column(0).type)))
+        keep = pc.indices_nonzero(new)
+        if len(keep):
+            rows.append(pa.Table.from_batches([batch]).take(keep))
+            numbers.extend(position + i for i in keep.to_pylist())
         position += batch.num_rows
         while len(numbers) >= shard_size:
             table = pa.concat_tables(rows).combine_chunks()
@@ -159,7 +160,7 @@ def iter_new_shards(url: str, shard_size: int, known: set[str], prefix: str) -> 
         yield Shard(f"{prefix}-{shard_id(count)}", numbers[0], pa.concat_tables(rows).combine_chunks(), numbers)
 
 
-def count_known(url: str, known: set[str]) -> int:
+def count_known(url: str, known: pa.Array) -> int:
     """How many of the dataset's rows have a query id in ``known``."""
-    return sum(sum(q in known for q in batch.column(0).to_pylist())
+    return sum(pc.sum(pc.is_in(batch.column(0), value_set=known.cast(batch.column(0).type))).as_py() or 0
                for batch in storage.iter_batches(url, 1 << 16, columns=["query_id"]))

@@ -13,7 +13,8 @@ from o1e.config import load_config
 from o1e.llm.base import prompt_fingerprint
 from synth import prompts as P
 from synth.config import PromptConfig, SynthConfig
-from synth.rows import Reservoir, duplicate_first_rows, iter_shards, load_pool, row_problem
+from synth.rows import (Reservoir, count_known, duplicate_first_rows, iter_new_shards, iter_shards, load_pool,
+                        row_problem)
 
 
 def pool_of(pairs: list[tuple[str, str, str]]) -> P.ExamplePool:
@@ -141,6 +142,12 @@ def test_shards_are_stable_and_skippable(tmp_path):
     pool = load_pool(url, 100_000, 0)
     assert len(pool) == 10  # the empty query is not an example
     assert duplicate_first_rows(url) == {"q5": 5}
+    known = pa.array(["q1", "q4", "q5", "q9/0"])  # query ids, and a candidate's key that names none
+    assert count_known(url, known) == 4  # q1, q4 and q5 (which occurs twice)
+    new = list(iter_new_shards(url, 3, known, "run"))
+    assert [s.shard_id for s in new] == ["run-000000", "run-000001", "run-000002"]
+    assert [s.rows.column("query_id").to_pylist() for s in new] == [["q0", "q2", "q3"], ["q6", "q7", "q8"], ["q9"]]
+    assert new[1].row_number(0) == 6 and new[2].row_numbers == [9]
 
 
 def test_example_pool_is_bounded_and_whole_under_the_bound(tmp_path):
