@@ -72,7 +72,7 @@ class MiningWorker:
     over the rows, with the driver's own checks), else the BEIR dataset's, whose judged queries it then
     also holds and hands out batch by batch (``beir_rows``). The number of passages retrieved per query
     is the same for every row of the run (``depth`` + 1 + the most positives any row to mine has), so a
-    row's negatives depend on the row alone, also where scores tie.
+    row's negatives do not depend on the batch it is mined in, also where scores tie at the cut.
     """
 
     def __init__(self, cfg: PrepareConfig, kind: str) -> None:
