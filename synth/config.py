@@ -57,7 +57,7 @@ class PrepareConfig(StageConfig):
     """Turn a BEIR dataset with a train split (or JSONL rows) into a ``training_rows`` dataset."""
 
     not_fingerprinted: ClassVar[tuple[str, ...]] = StageConfig.not_fingerprinted + (
-        "shard_rows", "mine_batch_rows", "batches_in_flight")
+        "shard_rows", "mine_batch_rows", "batches_in_flight", "actor_min_bytes")
 
     dataset: PrepareSource = PrepareSource()
     mining: MiningConfig = MiningConfig()
@@ -70,6 +70,11 @@ class PrepareConfig(StageConfig):
     batches_in_flight: int = Field(4, ge=1)
     """Requests queued at that worker while the driver reads on: the driver holds at most this many
     batches besides the shard it is filling."""
+    actor_min_bytes: int = Field(16 * 2**20, ge=0)
+    """Sources (the rows file and ``dataset.corpus``, or a BEIR folder's ``corpus.jsonl``) of at least
+    this many bytes get that worker in a Ray actor, so that the driver never holds the corpus; smaller
+    ones get it in the driver's own process, where a 16 MiB source costs less memory (~100 MB) than
+    starting Ray and an actor costs time. 0: always an actor. The output is the same either way."""
     output: str = "outputs/synth/prepared"
     """Folder or s3:// prefix: training_rows/, rejects/, summary.json."""
     ray: RayConfig = RayConfig()

@@ -110,9 +110,8 @@ class MiningWorker:
         self.k = self.cfg.mining.depth + 1 + most_positives
         return {"corpus": len(self.corpus_ids), "to_mine": to_mine}
 
-    def build_index(self, counter=None) -> None:
-        """Index the corpus; ``counter`` (an ``o1e.progress.Counter`` actor) counts the passages encoded."""
-        progress = None if counter is None else (lambda n: counter.add.remote(n))
+    def build_index(self, progress: Callable[[int], None] | None = None) -> None:
+        """Index the corpus; ``progress`` is called with the passages encoded after each batch."""
         self.miner = Miner(self.cfg.mining, self.corpus_texts, progress)
 
     def mine(self, rows: list[RowToMine]) -> list[tuple[list[str], list[str]]]:

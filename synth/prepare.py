@@ -7,7 +7,8 @@ The driver streams: it reads JSONL rows batch by batch (a BEIR split's rows come
 a ``synth.mining.MiningWorker`` in a Ray actor for each batch's negatives (a few batches in flight), and
 commits the rows shard by shard as they complete. The corpus, its texts and the mining index live in the
 worker only, so the driver's memory does not grow with the corpus, and with the rows only by the set of
-query ids seen (duplicates are rejected) and the rejects.
+query ids seen (duplicates are rejected) and the rejects. A small source (``actor_min_bytes``) gets the
+same worker in the driver's own process instead.
 """
 
 from __future__ import annotations
@@ -53,14 +54,71 @@ class ShardWriter:
         self.number += 1
 
 
-def _get(ray, ref):
-    """``ray.get``, with the worker's own error raised as it is (one line for the user, not Ray's)."""
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayTaskError as err:
-        if isinstance(err.cause, Exception):
-            raise err.cause from None
-        raise
+class InProcessWorker:
+    """The mining worker in the driver's own process (a small source: no Ray to start)."""
+
+    def __init__(self, cfg: PrepareConfig, kind: str) -> None:
+        self.worker = MiningWorker(cfg, kind)
+
+    def submit(self, method: str, *args):
+        return getattr(self.worker, method)(*args)
+
+    def get(self, result):
+        return result
+
+    def build_index(self, cfg: PrepareConfig, corpus: int, show: bool) -> None:
+        dense = cfg.mining.method != "bm25"
+        with progress_bar(total=corpus, desc="encode corpus", unit="passage", disable=not (show and dense)) as bar:
+            self.worker.build_index(bar.update)
+
+    def close(self) -> None:
+        pass
+
+
+class ActorWorker:
+    """The mining worker in a Ray actor: the corpus, its texts and the index never enter the driver."""
+
+    def __init__(self, cfg: PrepareConfig, kind: str) -> None:
+        self.ray = init_ray(cfg.ray)
+        self.actor = self.ray.remote(MiningWorker).options(**_worker_resources(self.ray, cfg)).remote(cfg, kind)
+
+    def submit(self, method: str, *args):
+        return getattr(self.actor, method).remote(*args)
+
+    def get(self, ref):
+        """``ray.get``, with the worker's own error raised as it is (one line for the user, not Ray's)."""
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as err:
+            if isinstance(err.cause, Exception):
+                raise err.cause from None
+            raise
+
+    def build_index(self, cfg: PrepareConfig, corpus: int, show: bool) -> None:
+        if cfg.mining.method == "bm25":
+            self.get(self.submit("build_index"))
+            return
+        counter = self.ray.remote(Counter).options(num_cpus=0).remote()
+        try:
+            wait_with_progress(self.ray, {self.submit("build_index", lambda n: counter.add.remote(n)): "index"},
+                               counter, corpus, "encode corpus", "passage", show)
+        except self.ray.exceptions.RayTaskError as err:
+            raise (err.cause if isinstance(err.cause, Exception) else err) from None
+        finally:
+            self.ray.kill(counter)
+
+    def close(self) -> None:
+        self.ray.kill(self.actor)
+
+
+def _source_bytes(src, kind: str) -> int:
+    urls = [src.path] + ([src.corpus] if src.corpus else []) if kind == "jsonl" else [
+        storage.join(src.path, "corpus.jsonl")]
+    total = 0
+    for url in urls:
+        fs, path = storage.resolve(url)
+        total += max(fs.get_file_info(path).size or 0, 0)  # a missing file: the worker names it
+    return total
 
 
 def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
@@ -83,13 +141,13 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         kind = "jsonl" if src.path.endswith((".jsonl", ".json")) and not storage.is_dir(src.path) else "beir"
     record = runs.RunRecord("synth", cfg, parents=[{"url": src.path, "split": src.split, "format": kind}])
     record.check_rerun("training_rows", runs.REJECTS)
-    ray = init_ray(cfg.ray)
-    worker = ray.remote(MiningWorker).options(**_worker_resources(ray, cfg)).remote(cfg, kind)
+    in_actor = _source_bytes(src, kind) >= cfg.actor_min_bytes
+    worker = ActorWorker(cfg, kind) if in_actor else InProcessWorker(cfg, kind)
     try:
-        loaded = _get(ray, worker.load.remote())
+        loaded = worker.get(worker.submit("load"))
         mining = loaded["to_mine"] > 0 and cfg.mining.method != "none" and cfg.mining.count > 0
         if mining:
-            _build_index(ray, worker, cfg, loaded["corpus"], show)
+            worker.build_index(cfg, loaded["corpus"], show)
         writer = storage.DatasetWriter(record.url("training_rows"), "training_rows", overwrite=True, **record.lineage)
         rejects: list[dict] = list(loaded.get("rejects", []))
         bad_lines: list[beir.Reject] = []
@@ -97,11 +155,11 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         shards = ShardWriter(writer, cfg.shard_rows)
         if kind == "beir":
             step = cfg.mine_batch_rows
-            requests = (worker.beir_rows.remote(start, step) for start in range(0, loaded["rows"], step))
-            results = (_get(ray, ref) for ref in _ahead(requests, cfg.batches_in_flight))
+            requests = (worker.submit("beir_rows", start, step) for start in range(0, loaded["rows"], step))
+            results = (worker.get(ref) for ref in _ahead(requests, cfg.batches_in_flight))
         else:
             batches = _batches(read_jsonl_rows(src, rejects, bad_lines), cfg.mine_batch_rows)
-            results = _mined_jsonl(ray, worker, batches, mining, cfg.batches_in_flight)
+            results = _mined_jsonl(worker, batches, mining, cfg.batches_in_flight)
         progress = progress_bar(total=loaded.get("rows"), unit="row", disable=not show,
                                 desc=f"mine negatives ({cfg.mining.method})" if mining else "read rows")
         for rows in results:
@@ -112,7 +170,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         shards.close()
         progress.close()
     finally:
-        ray.kill(worker)
+        worker.close()
     rejects += [runs.reject("synth", r.source, r.row, r.reason, r.detail) for r in bad_lines]
     summary = {
         "source": src.path, "format": kind, "split": src.split, "rows": counts["rows"],
@@ -143,20 +201,6 @@ def _worker_resources(ray, cfg: PrepareConfig) -> dict:
     return {"num_cpus": worker_cpus(cfg.ray, 1, largest), "num_gpus": gpus}
 
 
-def _build_index(ray, worker, cfg: PrepareConfig, corpus: int, show: bool) -> None:
-    if cfg.mining.method == "bm25":
-        _get(ray, worker.build_index.remote())
-        return
-    counter = ray.remote(Counter).options(num_cpus=0).remote()
-    try:
-        wait_with_progress(ray, {worker.build_index.remote(counter): "index"}, counter, corpus, "encode corpus",
-                           "passage", show)
-    except ray.exceptions.RayTaskError as err:
-        raise (err.cause if isinstance(err.cause, Exception) else err) from None
-    finally:
-        ray.kill(counter)
-
-
 def _ahead(requests: Iterator, depth: int) -> Iterator:
     """The items of ``requests`` (Ray refs), each submitted ``depth`` items before it is yielded."""
     queue: deque = deque()
@@ -168,16 +212,16 @@ def _ahead(requests: Iterator, depth: int) -> Iterator:
         yield queue.popleft()
 
 
-def _mined_jsonl(ray, worker, batches: Iterator[list[Row]], mining: bool, in_flight: int) -> Iterator[list[Row]]:
+def _mined_jsonl(worker, batches: Iterator[list[Row]], mining: bool, in_flight: int) -> Iterator[list[Row]]:
     """Each batch of JSONL rows with the mined negatives of its rows that carry none."""
     def requests():
         for rows in batches:
             to_mine = [r for r in rows if not r.negatives] if mining else []
-            ref = worker.mine.remote([(r.query_id, r.query, r.positive_ids) for r in to_mine]) if to_mine else None
+            ref = worker.submit("mine", [(r.query_id, r.query, r.positive_ids) for r in to_mine]) if to_mine else None
             yield rows, to_mine, ref
 
     for rows, to_mine, ref in _ahead(requests(), in_flight):
         if ref is not None:
-            for row, (ids, texts) in zip(to_mine, _get(ray, ref)):
+            for row, (ids, texts) in zip(to_mine, worker.get(ref)):
                 row.negative_ids, row.negatives, row.neg_scores = ids, texts, None  # mined: no teacher scored them
         yield rows

@@ -57,7 +57,8 @@ def test_dense_mining_with_minilm(minilm, tmp_path):
     path.write_text("".join(json.dumps({"query_id": f"q{i}", "query": f"question about: {f}", "pos": [f]}) + "\n"
                             for i, f in enumerate(facts)))
     summary, rows = prepare([f"dataset.path={path}", f"output={tmp_path}/out", "mining.method=dense",
-                             "mining.count=2", "mining.depth=3", f"mining.dense.model={minilm}"])
+                             "mining.count=2", "mining.depth=3", f"mining.dense.model={minilm}",
+                             "actor_min_bytes=0"])  # the corpus encoded in a Ray actor, its progress counted
     assert summary["mining"] == "dense" and summary["mined"] == 6
     for row in rows:
         assert len(row["negatives"]) == 2 and row["positives"][0] not in row["negatives"]
@@ -175,8 +176,8 @@ def test_rerun_with_another_config_is_refused_unless_overwrite(tmp_path):
 
 def test_streamed_rows_do_not_depend_on_batching(tmp_path):
     """Rows stream through the mining worker batch by batch and leave in shards as they fill: the output,
-    rejects and summary are the same whatever the batch and shard sizes, and each mined row's negatives
-    are what the worker (``synth.mining.MiningWorker``, here in-process) picks for it alone."""
+    rejects and summary are the same whatever the batch and shard sizes, with the worker in a Ray actor or
+    in the driver, and each mined row's negatives are what ``synth.mining.MiningWorker`` picks for it."""
     words = "tide moon gravity ocean salt wave sun light sugar leaf cell gene".split()
     lines = []
     for n in range(30):
@@ -190,7 +191,7 @@ def test_streamed_rows_do_not_depend_on_batching(tmp_path):
     base = [f"dataset.path={path}", "dataset.on_bad_line=skip", "mining.count=2", "mining.depth=6"]
     whole, rows = prepare(base + [f"output={tmp_path}/whole", "shard_rows=1000", "mine_batch_rows=1000"])
     streamed, streamed_rows = prepare(base + [f"output={tmp_path}/streamed", "shard_rows=7", "mine_batch_rows=3",
-                                              "batches_in_flight=2"])
+                                              "batches_in_flight=2", "actor_min_bytes=0"])  # the worker on Ray
     assert streamed_rows == rows and len(rows) == 29
     assert [f["num_rows"] for f in storage.read_manifest(f"{tmp_path}/streamed/training_rows").files] == [7] * 4 + [1]
     drop = ("output", "elapsed_s", "throughput", "finished_at")
