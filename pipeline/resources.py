@@ -90,7 +90,10 @@ def stage_requests(cfg: PipelineConfig, nodes: list[NodeType]) -> dict[str, list
     """Per step, its phases (actors that live at the same time), each a list of requests."""
     gpus_available = any(n.gpus for n in nodes)
     cluster_cpus = sum(n.cpus * n.count for n in nodes)
-    requests: dict[str, list[list[Request]]] = {"prepare": []}
+    dense_mining = cfg.prepare.mining.method in ("dense", "o1")
+    requests: dict[str, list[list[Request]]] = {"prepare": [[Request(
+        "mining worker", worker_cpus(cfg.prepare.ray, 1, max((n.cpus for n in nodes), default=1.0)),
+        worker_gpus(cfg.prepare.ray, float(gpus_available)) if dense_mining else 0.0, 1)]]}
     requests["synth"] = [_engine_request("vLLM replica" if cfg.synth.engine.kind == "vllm" else "replica",
                                          cfg.synth.engine, gpus_available)]
     requests["vote"] = [[

@@ -56,12 +56,25 @@ class MiningConfig(Section):
 class PrepareConfig(StageConfig):
     """Turn a BEIR dataset with a train split (or JSONL rows) into a ``training_rows`` dataset."""
 
-    not_fingerprinted: ClassVar[tuple[str, ...]] = StageConfig.not_fingerprinted + ("shard_rows",)
+    not_fingerprinted: ClassVar[tuple[str, ...]] = StageConfig.not_fingerprinted + (
+        "shard_rows", "mine_batch_rows", "batches_in_flight", "actor_min_bytes")
 
     dataset: PrepareSource = PrepareSource()
     mining: MiningConfig = MiningConfig()
-    shard_rows: int = Field(50_000, ge=1)
-    """Rows per Parquet part of the output."""
+    shard_rows: int = Field(10_000, ge=1)
+    """Rows per Parquet part of the output: also what the driver holds at once, so it bounds the driver's
+    memory (10,000 MS MARCO rows with 15 negatives are ~60 MB of text)."""
+    mine_batch_rows: int = Field(256, ge=1)
+    """Rows per request to the worker that holds the corpus and mines negatives (the output does not
+    depend on it)."""
+    batches_in_flight: int = Field(4, ge=1)
+    """Requests queued at that worker while the driver reads on: the driver holds at most this many
+    batches besides the shard it is filling."""
+    actor_min_bytes: int = Field(16 * 2**20, ge=0)
+    """Sources (the rows file and ``dataset.corpus``, or a BEIR folder's ``corpus.jsonl``) of at least
+    this many bytes get that worker in a Ray actor, so that the driver never holds the corpus; smaller
+    ones get it in the driver's own process, where a 16 MiB source costs less memory (~100 MB) than
+    starting Ray and an actor costs time. 0: always an actor. The output is the same either way."""
     output: str = "outputs/synth/prepared"
     """Folder or s3:// prefix: training_rows/, rejects/, summary.json."""
     ray: RayConfig = RayConfig()
@@ -111,6 +124,13 @@ class SynthConfig(StageConfig):
     """A ``training_rows`` dataset the in-context examples are drawn from; ``None``: the input itself.
     Scheduled runs over a growing source pin it, so that a query's prompts do not depend on which run
     processed it."""
+    example_pool_rows: int = Field(100_000, ge=1)
+    """At most this many rows are held as the example pool: a source with more usable rows gives a seeded
+    uniform sample of this many (``seed``), one with fewer is held whole (then the bound changes nothing).
+    The pool is each row's query and first positive in the driver's memory; 100,000 MS MARCO rows (a
+    ~35-character query and a ~350-character passage each) are about 40 MB, a fifth of its ~500k
+    training queries, while 9 draws per query (3 candidates x 3 examples) still reach every example
+    many times over."""
     incremental: bool = False
     """Add to the output instead of resuming one run: generate only for queries the output does not hold
     yet, commit them as this run's shards and append the run (id, time, rows added) to the candidates

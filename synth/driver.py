@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from o1e import runs, storage
 from o1e.encoders import check_model_dir, resolve_model_dir
@@ -55,12 +56,12 @@ def run_fingerprint(cfg: SynthConfig, manifest: storage.Manifest) -> str:
     return fingerprint({"config": cfg.fingerprint(), "input": [(f["path"], f["num_rows"]) for f in manifest.files]})
 
 
-def committed_values(writer: storage.DatasetWriter, column: str) -> set[str]:
-    """Every value of ``column`` in the shards committed under ``writer`` (finished runs and crashed ones)."""
-    values: set[str] = set()
-    for shard_id in writer.committed():
-        values.update(writer.read_shard(shard_id, columns=[column]).column(column).to_pylist())
-    return values
+def committed_values(writer: storage.DatasetWriter, column: str) -> pa.Array:
+    """The distinct values of ``column`` in the shards committed under ``writer`` (finished runs and
+    crashed ones), as one Arrow array (compact: no Python object per value)."""
+    chunks = [chunk.cast(pa.string()) for shard_id in writer.committed()
+              for chunk in writer.read_shard(shard_id, columns=[column]).column(column).chunks]
+    return pc.unique(pa.chunked_array(chunks, pa.string()))
 
 
 def plan_shards(cfg: SynthConfig, candidates: storage.DatasetWriter, rejects: storage.DatasetWriter,
@@ -74,7 +75,7 @@ def plan_shards(cfg: SynthConfig, candidates: storage.DatasetWriter, rejects: st
         stats.shards_total = count_shards(stats.rows_in, cfg.shard_size)
         stats.rows_resumed = sum(min(cfg.shard_size, stats.rows_in - int(s) * cfg.shard_size) for s in done)
         return iter_shards(cfg.input, cfg.shard_size, skip=done)
-    known = committed_values(candidates, "query_id") | committed_values(rejects, "row")
+    known = pc.unique(pa.concat_arrays([committed_values(candidates, "query_id"), committed_values(rejects, "row")]))
     stats.rows_resumed = count_known(cfg.input, known)
     stats.shards_total = len(done) + count_shards(stats.rows_in - stats.rows_resumed, cfg.shard_size)
     return iter_new_shards(cfg.input, cfg.shard_size, known, run_id)
@@ -109,7 +110,7 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
     if not owns_engine and (engine.renderer != renderer or engine.sampling != cfg.sampling):
         raise ValueError("the engine passed in was built for another prompt or sampling config")
     if stats.rows_resumed < stats.rows_in:
-        pool = load_pool(cfg.examples_from or cfg.input)
+        pool = load_pool(cfg.examples_from or cfg.input, cfg.example_pool_rows, cfg.seed)
         duplicates = duplicate_first_rows(cfg.input)
         if owns_engine:
             if cfg.engine.kind != "openai" and not storage.is_s3(cfg.engine.model):

@@ -1,198 +1,135 @@
 """``o1e synth prepare``: training rows (query, positives, hard negatives) from a BEIR train split or from
 JSONL rows. Rows that already carry negatives (MS MARCO style) pass through; the others get hard
 negatives mined from the corpus with BM25 or a dense encoder: the top ``depth`` passages minus the row's
-positives (and the query's own id), of which ``count`` are kept."""
+positives (and the query's own id), of which ``count`` are kept.
+
+The driver streams: it reads JSONL rows batch by batch (a BEIR split's rows come from the worker), asks
+a ``synth.mining.MiningWorker`` in a Ray actor for each batch's negatives (a few batches in flight), and
+commits the rows shard by shard as they complete. The corpus, its texts and the mining index live in the
+worker only, so the driver's memory does not grow with the corpus, and with the rows only by the set of
+query ids seen (duplicates are rejected) and the rejects. A small source (``actor_min_bytes``) gets the
+same worker in the driver's own process instead.
+"""
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from typing import Iterator
 
-import numpy as np
 import pyarrow as pa
 
-from o1e import beir, runs, storage
-from o1e.provenance import fingerprint
-from o1e.progress import bar as progress_bar
-from synth.config import MiningConfig, PrepareConfig
+from o1e import beir, runs, schemas, storage
+from o1e.progress import Counter, bar as progress_bar, wait_with_progress
+from o1e.ray_utils import gpus_per_worker, init_ray, worker_cpus
+from synth.config import PrepareConfig
+from synth.mining import MiningWorker
 from synth.report import console
+from synth.training_rows import Row, read_jsonl_rows
+
+class ShardWriter:
+    """Rows in, consecutive ``shard_rows``-row shards out (named by number), each committed once full."""
+
+    def __init__(self, writer: storage.DatasetWriter, shard_rows: int) -> None:
+        self.writer, self.shard_rows = writer, shard_rows
+        self.pending: list[pa.Table] = []
+        self.pending_rows = self.number = 0
+
+    def add(self, rows: list[Row]) -> None:
+        self.pending.append(pa.Table.from_pylist([r.__dict__ for r in rows], schema=schemas.TRAINING_ROWS.arrow))
+        self.pending_rows += len(rows)
+        while self.pending_rows >= self.shard_rows:
+            table = pa.concat_tables(self.pending)
+            self._commit(table.slice(0, self.shard_rows))
+            rest = table.slice(self.shard_rows)
+            self.pending, self.pending_rows = [rest], rest.num_rows
+
+    def close(self) -> None:
+        if self.pending_rows:
+            self._commit(pa.concat_tables(self.pending))
+        self.pending, self.pending_rows = [], 0
+
+    def _commit(self, table: pa.Table) -> None:
+        self.writer.commit_shard(f"{self.number:06d}", table)
+        self.number += 1
 
 
-@dataclass
-class Row:
-    query_id: str
-    query: str
-    positive_ids: list[str]
-    positives: list[str]
-    negative_ids: list[str] = field(default_factory=list)
-    negatives: list[str] = field(default_factory=list)
-    pos_scores: list[float] | None = None
-    neg_scores: list[float] | None = None
+class InProcessWorker:
+    """The mining worker in the driver's own process (a small source: no Ray to start)."""
+
+    def __init__(self, cfg: PrepareConfig, kind: str) -> None:
+        self.worker = MiningWorker(cfg, kind)
+
+    def submit(self, method: str, *args):
+        return getattr(self.worker, method)(*args)
+
+    def get(self, result):
+        return result
+
+    def build_index(self, cfg: PrepareConfig, corpus: int, show: bool) -> None:
+        dense = cfg.mining.method != "bm25"
+        with progress_bar(total=corpus, desc="encode corpus", unit="passage", disable=not (show and dense)) as bar:
+            self.worker.build_index(bar.update)
+
+    def close(self) -> None:
+        pass
 
 
-@dataclass
-class Source:
-    rows: list[Row]
-    corpus_ids: list[str]
-    corpus_texts: list[str]
-    rejects: list[dict]
+class ActorWorker:
+    """The mining worker in a Ray actor: the corpus, its texts and the index never enter the driver."""
 
+    def __init__(self, cfg: PrepareConfig, kind: str) -> None:
+        self.ray = init_ray(cfg.ray)
+        self.actor = self.ray.remote(MiningWorker).options(**_worker_resources(self.ray, cfg)).remote(cfg, kind)
 
-def _reject(source: str, row: str, reason: str, detail: str) -> dict:
-    return runs.reject("synth", source, row, reason, detail)
+    def submit(self, method: str, *args):
+        return getattr(self.actor, method).remote(*args)
 
-
-def text_id(text: str) -> str:
-    return "t" + fingerprint(text, 12)
-
-
-def load_beir(cfg: PrepareConfig) -> Source:
-    src = cfg.dataset
-    data = beir.load(src.path, src.split, src.on_bad_line, drop_unknown_docs=True)  # positives need their text
-    passages = dict(zip(data.corpus.ids, data.corpus.passages()))
-    rejects = [_reject(r.source, r.row, r.reason, r.detail) for r in data.rejects]
-    rows = []
-    for query_id, judged in data.qrels.items():
-        gold = [d for d, score in judged.items() if score > 0]
-        if not gold:
-            rejects.append(_reject(src.path, query_id, "missing_positive", "no judgment with score > 0"))
-            continue
-        rows.append(Row(query_id, data.queries[query_id], gold, [passages[d] for d in gold]))
-    return Source(rows, data.corpus.ids, data.corpus.passages(), rejects)
-
-
-def teacher_scores(obj: dict, key: str, count: int) -> list[float] | None:
-    """A row's ``pos_scores`` / ``neg_scores`` (teacher scores for distillation), one number per passage;
-    None when the row has none (or null)."""
-    if obj.get(f"{key}_scores") is None:
-        return None
-    scores = _typed_list(obj, f"{key}_scores", (int, float), "number")
-    if scores is not None and len(scores) != count:
-        raise ValueError(f"{key}_scores must have as many entries as {key}")
-    return None if scores is None else [float(s) for s in scores]
-
-
-def _typed_list(obj: dict, key: str, item_types: tuple[type, ...], item: str) -> list | None:
-    """The list under ``key`` (``None`` when absent), every item of ``item_types``; anything else (null, a
-    number, a bare string, a list holding other things) is a ValueError naming the field, never coerced."""
-    if key not in obj:
-        return None
-    value = obj[key]
-    if not isinstance(value, list):
-        raise ValueError(f"{key!r} must be a list of {item}s, got {_json_type(value)}")
-    for i, entry in enumerate(value):
-        if not isinstance(entry, item_types) or isinstance(entry, bool):
-            raise ValueError(f"{key!r}[{i}] must be a {item}, got {_json_type(entry)}")
-    return value
-
-
-def _json_type(value) -> str:
-    if value is None:
-        return "null"
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-             list: "a list", dict: "an object"}
-    return f"{names.get(type(value), type(value).__name__)} {json.dumps(value)[:40]}"
-
-
-def parse_jsonl_row(obj, number: int) -> Row:
-    """One JSONL training row, type-checked field by field (ValueError with the reason)."""
-    if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {_json_type(obj)}")
-    if not isinstance(obj.get("query"), str):
-        raise ValueError(f"'query' must be a string, got {_json_type(obj.get('query'))}")
-    query_id = obj.get("query_id", obj.get("_id", f"L{number}"))
-    if not isinstance(query_id, (str, int)) or isinstance(query_id, bool):
-        raise ValueError(f"'query_id' must be a string or an integer, got {_json_type(query_id)}")
-    pos = _typed_list(obj, "pos", (str,), "string") or []
-    neg = _typed_list(obj, "neg", (str,), "string") or []
-    pos_ids = _typed_list(obj, "pos_id", (str, int), "string or integer id") or [text_id(p) for p in pos]
-    neg_ids = _typed_list(obj, "neg_id", (str, int), "string or integer id") or [text_id(p) for p in neg]
-    if len(pos_ids) != len(pos) or len(neg_ids) != len(neg):
-        raise ValueError("pos_id/neg_id must have as many entries as pos/neg")
-    return Row(str(query_id), obj["query"], [str(i) for i in pos_ids], pos, [str(i) for i in neg_ids], neg,
-               teacher_scores(obj, "pos", len(pos)), teacher_scores(obj, "neg", len(neg)))
-
-
-def load_jsonl(cfg: PrepareConfig) -> Source:
-    src = cfg.dataset
-    rows, rejects = [], []
-    bad_lines: list[beir.Reject] = []
-    corpus: dict[str, str] = {}
-    seen: set[str] = set()
-    for number, line in beir.iter_lines(src.path, src.on_bad_line, bad_lines):
-        if not line.strip():
-            continue
+    def get(self, ref):
+        """``ray.get``, with the worker's own error raised as it is (one line for the user, not Ray's)."""
         try:
-            row = parse_jsonl_row(json.loads(line), number)
-        except ValueError as err:
-            message = f"{src.path} line {number}: {err}"
-            if src.on_bad_line == "error":
-                raise beir.DatasetError(message + " (fix the line, or dataset.on_bad_line=skip to reject it)") from None
-            rejects.append(_reject(src.path, str(number), "bad_line", message))
-            continue
-        if not row.query.strip():
-            rejects.append(_reject(src.path, row.query_id, "empty_query", f"line {number}: empty 'query'"))
-            continue
-        if row.query_id in seen:
-            rejects.append(_reject(src.path, row.query_id, "duplicate_query",
-                                   f"line {number}: query id {row.query_id!r} repeated; the first copy is kept"))
-            continue
-        seen.add(row.query_id)
-        if not row.positives:
-            rejects.append(_reject(src.path, row.query_id, "missing_positive", f"line {number}: empty 'pos'"))
-            continue
-        rows.append(row)
-        corpus.update(zip(row.positive_ids, row.positives))
-        corpus.update(zip(row.negative_ids, row.negatives))
-    rejects += [_reject(r.source, r.row, r.reason, r.detail) for r in bad_lines]
-    if src.corpus:
-        loaded = beir.load_corpus(src.corpus, src.on_bad_line)
-        return Source(rows, loaded.ids, loaded.passages(), rejects)
-    return Source(rows, list(corpus), list(corpus.values()), rejects)
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as err:
+            if isinstance(err.cause, Exception):
+                raise err.cause from None
+            raise
 
-
-class Miner:
-    """Top-``depth`` retrieval over the corpus with a retriever from ``o1e.retrievers`` (``mining.method``)."""
-
-    def __init__(self, cfg: MiningConfig, texts: list[str], show: bool) -> None:
-        self.cfg = cfg
-        if cfg.method == "bm25":
-            from o1e.bm25 import BM25Index
-
-            self.index = BM25Index(texts, cfg.bm25)
+    def build_index(self, cfg: PrepareConfig, corpus: int, show: bool) -> None:
+        if cfg.mining.method == "bm25":
+            self.get(self.submit("build_index"))
             return
-        import faiss
+        counter = self.ray.remote(Counter).options(num_cpus=0).remote()
+        try:
+            wait_with_progress(self.ray, {self.submit("build_index", lambda n: counter.add.remote(n)): "index"},
+                               counter, corpus, "encode corpus", "passage", show)
+        except self.ray.exceptions.RayTaskError as err:
+            raise (err.cause if isinstance(err.cause, Exception) else err) from None
+        finally:
+            self.ray.kill(counter)
 
-        from o1e.encoders import resolve_model_dir
-        from o1e.retrievers import build_retriever
-
-        config = cfg.dense if cfg.method == "dense" else cfg.o1
-        self.retriever = build_retriever(config, resolve_model_dir(config.model))
-        batch = max(config.batch_size * 16, 256)
-        parts = [self.retriever.encode_documents(texts[i:i + batch])
-                 for i in progress_bar(range(0, len(texts), batch), desc="encode corpus", unit="batch", disable=not show)]
-        vectors = np.concatenate(parts)
-        self.faiss = faiss.IndexFlatIP(vectors.shape[1])
-        self.faiss.add(vectors)
-
-    def search(self, queries: list[str], k: int) -> list[list[int]]:
-        if self.cfg.method == "bm25":
-            return [self.index.top_k(q, k)[0].tolist() for q in queries]
-        vectors = self.retriever.encode_pairs(queries, [""] * len(queries))
-        _, found = self.faiss.search(vectors, k)
-        return [[int(i) for i in row if i >= 0] for row in found]
+    def close(self) -> None:
+        self.ray.kill(self.actor)
 
 
-def pick_negatives(row: Row, ranked: list[int], corpus_ids: list[str], cfg: MiningConfig) -> list[int]:
-    """Corpus positions of the row's hard negatives: the top ``depth`` minus positives and self-hits."""
-    exclude = set(row.positive_ids) | {row.query_id}
-    pool = [i for i in ranked[: cfg.depth + len(exclude)] if corpus_ids[i] not in exclude][: cfg.depth]
-    if cfg.pick == "top" or len(pool) <= cfg.count:
-        return pool[: cfg.count]
-    rng = np.random.default_rng([cfg.seed, int(fingerprint(row.query_id, 15), 16)])
-    chosen = sorted(rng.choice(len(pool), size=cfg.count, replace=False).tolist())
-    return [pool[j] for j in chosen]
+def _source_bytes(src, kind: str) -> int:
+    urls = [src.path] + ([src.corpus] if src.corpus else []) if kind == "jsonl" else [
+        storage.join(src.path, "corpus.jsonl")]
+    total = 0
+    for url in urls:
+        fs, path = storage.resolve(url)
+        total += max(fs.get_file_info(path).size or 0, 0)  # a missing file: the worker names it
+    return total
+
+
+def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
@@ -204,37 +141,48 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         kind = "jsonl" if src.path.endswith((".jsonl", ".json")) and not storage.is_dir(src.path) else "beir"
     record = runs.RunRecord("synth", cfg, parents=[{"url": src.path, "split": src.split, "format": kind}])
     record.check_rerun("training_rows", runs.REJECTS)
-    source = load_beir(cfg) if kind == "beir" else load_jsonl(cfg)
-    to_mine = [r for r in source.rows if not r.negatives]
-    if to_mine and cfg.mining.method != "none" and cfg.mining.count > 0:
-        miner = Miner(cfg.mining, source.corpus_texts, show)
-        k = cfg.mining.depth + 1 + max(len(r.positive_ids) for r in to_mine)
-        step = 256
-        for i in progress_bar(range(0, len(to_mine), step), desc=f"mine negatives ({cfg.mining.method})", unit="batch",
-                      disable=not show):
-            batch = to_mine[i:i + step]
-            for row, ranked in zip(batch, miner.search([r.query for r in batch], k)):
-                picked = pick_negatives(row, ranked, source.corpus_ids, cfg.mining)
-                row.negative_ids = [source.corpus_ids[j] for j in picked]
-                row.negatives = [source.corpus_texts[j] for j in picked]
-                row.neg_scores = None  # mined: no teacher scored them
-
-    writer = storage.DatasetWriter(record.url("training_rows"), "training_rows", overwrite=True, **record.lineage)
-    for number, start in enumerate(range(0, len(source.rows), cfg.shard_rows)):
-        part = source.rows[start:start + cfg.shard_rows]
-        writer.commit_shard(f"{number:06d}", pa.Table.from_pylist([r.__dict__ for r in part]))
+    in_actor = _source_bytes(src, kind) >= cfg.actor_min_bytes
+    worker = ActorWorker(cfg, kind) if in_actor else InProcessWorker(cfg, kind)
+    try:
+        loaded = worker.get(worker.submit("load"))
+        mining = loaded["to_mine"] > 0 and cfg.mining.method != "none" and cfg.mining.count > 0
+        if mining:
+            worker.build_index(cfg, loaded["corpus"], show)
+        writer = storage.DatasetWriter(record.url("training_rows"), "training_rows", overwrite=True, **record.lineage)
+        rejects: list[dict] = list(loaded.get("rejects", []))
+        bad_lines: list[beir.Reject] = []
+        counts = {"rows": 0, "with_teacher_scores": 0}
+        shards = ShardWriter(writer, cfg.shard_rows)
+        if kind == "beir":
+            step = cfg.mine_batch_rows
+            requests = (worker.submit("beir_rows", start, step) for start in range(0, loaded["rows"], step))
+            results = (worker.get(ref) for ref in _ahead(requests, cfg.batches_in_flight))
+        else:
+            batches = _batches(read_jsonl_rows(src, rejects, bad_lines), cfg.mine_batch_rows)
+            results = _mined_jsonl(worker, batches, mining, cfg.batches_in_flight)
+        progress = progress_bar(total=loaded.get("rows"), unit="row", disable=not show,
+                                desc=f"mine negatives ({cfg.mining.method})" if mining else "read rows")
+        for rows in results:
+            progress.update(len(rows))
+            counts["rows"] += len(rows)
+            counts["with_teacher_scores"] += sum(r.pos_scores is not None and r.neg_scores is not None for r in rows)
+            shards.add(rows)
+        shards.close()
+        progress.close()
+    finally:
+        worker.close()
+    rejects += [runs.reject("synth", r.source, r.row, r.reason, r.detail) for r in bad_lines]
     summary = {
-        "source": src.path, "format": kind, "split": src.split, "rows": len(source.rows),
-        "passed_through": len(source.rows) - len(to_mine),
-        "with_teacher_scores": sum(r.pos_scores is not None and r.neg_scores is not None for r in source.rows),
-        "mined": len(to_mine) if cfg.mining.method != "none" else 0,
+        "source": src.path, "format": kind, "split": src.split, "rows": counts["rows"],
+        "passed_through": counts["rows"] - loaded["to_mine"], "with_teacher_scores": counts["with_teacher_scores"],
+        "mined": loaded["to_mine"] if cfg.mining.method != "none" else 0,
         "mining": cfg.mining.method, "negatives_per_row": cfg.mining.count, "depth": cfg.mining.depth,
-        "corpus": len(source.corpus_ids), "rejects": len(source.rejects),
+        "corpus": loaded["corpus"], "rejects": len(rejects),
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
     writer.finalize(extra={"summary": summary})
-    record.write_rejects(source.rejects)
-    summary = record.finish(summary, rows=len(source.rows), unit="training row")
+    record.write_rejects(rejects)
+    summary = record.finish(summary, rows=counts["rows"], unit="training row")
     if show:
         console.print(f"[bold]prepared[/bold] {summary['rows']:,} training rows from {src.path} ({kind}, "
                       f"split {src.split}): {summary['passed_through']:,} carried negatives, "
@@ -242,3 +190,38 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
                       f"{cfg.mining.count}), {summary['rejects']:,} rejected -> {cfg.output}/training_rows",
                       soft_wrap=True)
     return summary
+
+
+def _worker_resources(ray, cfg: PrepareConfig) -> dict:
+    """The mining worker's share, as the dry run places it (``pipeline.resources``): ``ray``'s CPUs per
+    worker, else a whole node's (the largest: one worker cannot span nodes); a GPU for dense mining where
+    the cluster has one."""
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)
+    gpus = gpus_per_worker(ray, cfg.ray) if cfg.mining.method in ("dense", "o1") else 0
+    return {"num_cpus": worker_cpus(cfg.ray, 1, largest), "num_gpus": gpus}
+
+
+def _ahead(requests: Iterator, depth: int) -> Iterator:
+    """The items of ``requests`` (Ray refs), each submitted ``depth`` items before it is yielded."""
+    queue: deque = deque()
+    for ref in requests:
+        queue.append(ref)
+        if len(queue) > depth:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()
+
+
+def _mined_jsonl(worker, batches: Iterator[list[Row]], mining: bool, in_flight: int) -> Iterator[list[Row]]:
+    """Each batch of JSONL rows with the mined negatives of its rows that carry none."""
+    def requests():
+        for rows in batches:
+            to_mine = [r for r in rows if not r.negatives] if mining else []
+            ref = worker.submit("mine", [(r.query_id, r.query, r.positive_ids) for r in to_mine]) if to_mine else None
+            yield rows, to_mine, ref
+
+    for rows, to_mine, ref in _ahead(requests(), in_flight):
+        if ref is not None:
+            for row, (ids, texts) in zip(to_mine, worker.get(ref)):
+                row.negative_ids, row.negatives, row.neg_scores = ids, texts, None  # mined: no teacher scored them
+        yield rows

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from o1e import storage
+from o1e.provenance import stable_seed
 from synth.prompts import ExamplePool
 
 
@@ -25,17 +27,57 @@ def first_positive(positives: list[str]) -> str:
     return next(p for p in positives if p and p.strip())
 
 
-def load_pool(url: str, batch_rows: int = 65_536) -> ExamplePool:
-    """Every usable row's query and first positive, read column-wise batch by batch."""
-    ids, queries, responses = [], [], []
+class Reservoir:
+    """A seeded uniform sample of at most ``capacity`` items of a stream (Algorithm R): the first
+    ``capacity`` items fill the slots in order; item ``t`` after that replaces a random slot with
+    probability ``capacity / (t + 1)``. Holds only the slots, never the stream."""
+
+    def __init__(self, capacity: int, seed: int) -> None:
+        self.capacity = capacity
+        self.rng = np.random.default_rng(seed)
+        self.seen = 0
+
+    def slots(self, count: int) -> np.ndarray:
+        """The slot of each of the next ``count`` items (-1: not kept); a later item in the same call
+        overwrites an earlier one in the same slot."""
+        stream = np.arange(self.seen, self.seen + count, dtype=np.int64)
+        slots = stream.copy()
+        late = stream >= self.capacity
+        if late.any():
+            drawn = np.array([self.rng.integers(t + 1) for t in stream[late].tolist()], dtype=np.int64)
+            slots[late] = np.where(drawn < self.capacity, drawn, -1)
+        self.seen += count
+        return slots
+
+
+def load_pool(url: str, max_rows: int, seed: int, batch_rows: int = 65_536) -> ExamplePool:
+    """The usable rows' query and first positive, read column-wise batch by batch, in input order. When
+    more than ``max_rows`` rows are usable, a seeded uniform sample of ``max_rows`` of them (still in
+    input order), drawn without ever holding more: the pool, not the input, bounds the driver's memory.
+    Up to ``max_rows`` every usable row is kept, so the pool (and every prompt) is the same as with no
+    bound at all."""
+    reservoir = Reservoir(max_rows, stable_seed(seed, "example pool"))
+    positions: list[int] = []
+    ids: list[str] = []
+    queries: list[str] = []
+    responses: list[str] = []
+    position = 0
     for batch in storage.iter_batches(url, batch_rows, columns=["query_id", "query", "positives"]):
-        for query_id, query, positives in zip(*(batch.column(i).to_pylist() for i in range(3))):
-            if row_problem(query, positives) is None:
-                ids.append(query_id)
-                queries.append(query)
-                responses.append(first_positive(positives))
-    return ExamplePool(pa.array(ids, pa.large_string()), pa.array(queries, pa.large_string()),
-                       pa.array(responses, pa.large_string()))
+        usable = [(position + offset, query_id, query, first_positive(positives))
+                  for offset, (query_id, query, positives)
+                  in enumerate(zip(*(batch.column(i).to_pylist() for i in range(3))))
+                  if row_problem(query, positives) is None]
+        position += batch.num_rows
+        for slot, row in zip(reservoir.slots(len(usable)).tolist(), usable):
+            if slot == len(ids):
+                for column, value in zip((positions, ids, queries, responses), row):
+                    column.append(value)
+            elif slot >= 0:
+                for column, value in zip((positions, ids, queries, responses), row):
+                    column[slot] = value
+    order = np.argsort(np.asarray(positions, dtype=np.int64), kind="stable")
+    return ExamplePool(*(pa.array([column[i] for i in order], pa.large_string())
+                         for column in (ids, queries, responses)))
 
 
 @dataclass
@@ -96,7 +138,7 @@ def duplicate_first_rows(url: str) -> dict[str, int]:
     return first
 
 
-def iter_new_shards(url: str, shard_size: int, known: set[str], prefix: str) -> Iterator[Shard]:
+def iter_new_shards(url: str, shard_size: int, known: pa.Array, prefix: str) -> Iterator[Shard]:
     """The rows whose query id is not in ``known``, in input order, cut into ``shard_size``-row shards
     named ``<prefix>-<number>``."""
     columns = ["query_id", "query", "positives"]
@@ -104,11 +146,11 @@ def iter_new_shards(url: str, shard_size: int, known: set[str], prefix: str) -> 
     numbers: list[int] = []
     position = count = 0
     for batch in storage.iter_batches(url, shard_size, columns=columns):
-        ids = batch.column(0).to_pylist()
-        keep = [i for i, query_id in enumerate(ids) if query_id not in known]
-        if keep:
-            rows.append(pa.Table.from_batches([batch]).take(pa.array(keep, pa.int64())))
-            numbers.extend(position + i for i in keep)
+        new = pc.invert(pc.is_in(batch.column(0), value_set=known.cast(batch.column(0).type)))
+        keep = pc.indices_nonzero(new)
+        if len(keep):
+            rows.append(pa.Table.from_batches([batch]).take(keep))
+            numbers.extend(position + i for i in keep.to_pylist())
         position += batch.num_rows
         while len(numbers) >= shard_size:
             table = pa.concat_tables(rows).combine_chunks()
@@ -118,7 +160,7 @@ def iter_new_shards(url: str, shard_size: int, known: set[str], prefix: str) -> 
         yield Shard(f"{prefix}-{shard_id(count)}", numbers[0], pa.concat_tables(rows).combine_chunks(), numbers)
 
 
-def count_known(url: str, known: set[str]) -> int:
+def count_known(url: str, known: pa.Array) -> int:
     """How many of the dataset's rows have a query id in ``known``."""
-    return sum(sum(q in known for q in batch.column(0).to_pylist())
+    return sum(pc.sum(pc.is_in(batch.column(0), value_set=known.cast(batch.column(0).type))).as_py() or 0
                for batch in storage.iter_batches(url, 1 << 16, columns=["query_id"]))

@@ -4,13 +4,11 @@ tests."""
 
 from __future__ import annotations
 
-import http.server
-import json
 import sys
-import threading
 
 import pytest
 
+from bench.openai_stub import StubEndpoint, thought
 from o1e.llm import EngineError, Request, ShardWork, make_engine
 from o1e.llm.base import prompt_fingerprint, token_fingerprint
 from o1e.llm.config import OpenAIEngineConfig, SamplingConfig, VllmEngineConfig
@@ -34,47 +32,6 @@ def test_openai_engine_refuses_a_token_renderer():
         make_engine(OpenAIEngineConfig(model="served"), WordPieceIds(), SamplingConfig(), RayConfig())
 
 
-class ContextLimitedEndpoint(http.server.ThreadingHTTPServer):
-    """An OpenAI-compatible chat endpoint on loopback whose "context" holds ``limit`` characters of messages:
-    longer prompts get the 400 answer vLLM's server gives; the others a one-word reply."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.prompts = limit, []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _reply(self, status: int, obj: dict) -> None:
-                body = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                self._reply(200, {"object": "list", "data": [{"id": "stub", "object": "model", "created": 0,
-                                                             "owned_by": "test"}]})
-
-            def do_POST(self) -> None:
-                messages = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["messages"]
-                size = sum(len(m["content"]) for m in messages)
-                server.prompts.append(size)
-                if size > server.limit:
-                    self._reply(400, {"error": {"message": f"This model's maximum context length is "
-                                                           f"{server.limit} tokens. However, you requested {size}",
-                                                "type": "BadRequestError", "code": 400}})
-                    return
-                self._reply(200, {"id": "c", "object": "chat.completion", "created": 0, "model": "stub",
-                                  "choices": [{"index": 0, "finish_reason": "stop",
-                                               "message": {"role": "assistant", "content": "a thought"}}],
-                                  "usage": {"prompt_tokens": size, "completion_tokens": 2, "total_tokens": size + 2}})
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-
 def test_endpoint_drops_trailing_examples_of_an_over_long_prompt_as_vllm_does():
     """A prompt the endpoint refuses as too long is sent again with one trailing in-context example fewer,
     down to none, as the vLLM engine fits prompts by counting tokens; the drops are counted, and a prompt
@@ -86,10 +43,10 @@ def test_endpoint_drops_trailing_examples_of_an_over_long_prompt_as_vllm_does():
     examples = tuple(Example(f"example query {i}", "a response " * 40) for i in range(3))
     fits = Prompt("fits", 0, "short query", examples)
     sizes = [sum(len(m["content"]) for m in messages(cfg, fits, n)) for n in range(4)]
-    endpoint = ContextLimitedEndpoint(limit=(sizes[1] + sizes[2]) // 2)  # one example fits, two do not
-    threading.Thread(target=endpoint.serve_forever, daemon=True).start()
+    # an endpoint whose "context" holds one example, not two
+    endpoint = StubEndpoint(words=2, context_chars=(sizes[1] + sizes[2]) // 2).start()
     try:
-        engine = make_engine(OpenAIEngineConfig(base_url=f"http://127.0.0.1:{endpoint.server_address[1]}/v1",
+        engine = make_engine(OpenAIEngineConfig(base_url=endpoint.base_url,
                                                 model="stub", max_retries=0), ExplorationPrompts(cfg),
                              SamplingConfig(max_tokens=4), RayConfig())
         engine.start()
@@ -99,10 +56,12 @@ def test_endpoint_drops_trailing_examples_of_an_over_long_prompt_as_vllm_does():
     finally:
         endpoint.shutdown()
     ok, refused = results
-    assert ok.error is None and ok.text == "a thought" and ok.fallbacks_used == 2  # two trailing examples dropped
-    assert ok.prompt_fingerprint == prompt_fingerprint(messages(cfg, fits, 1))
+    one_example = messages(cfg, fits, 1)
+    assert ok.error is None and ok.fallbacks_used == 2  # two trailing examples dropped
+    assert ok.text == thought("\n".join(m["content"] for m in one_example), 2)
+    assert ok.prompt_fingerprint == prompt_fingerprint(one_example)
     assert refused.error == "query_too_long" and "maximum context length" in refused.detail
-    assert sorted(endpoint.prompts).count(sizes[3]) == 1 and len(endpoint.prompts) == 3 + 4
+    assert sorted(endpoint.prompt_sizes).count(sizes[3]) == 1 and len(endpoint.prompt_sizes) == 3 + 4
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from o1e import beir, storage
 from o1e.bm25 import BM25Index
 from o1e.config import load_config
 from synth.config import PrepareConfig
+from synth.mining import MiningWorker
 from synth.prepare import run_prepare
 
 
@@ -56,7 +57,8 @@ def test_dense_mining_with_minilm(minilm, tmp_path):
     path.write_text("".join(json.dumps({"query_id": f"q{i}", "query": f"question about: {f}", "pos": [f]}) + "\n"
                             for i, f in enumerate(facts)))
     summary, rows = prepare([f"dataset.path={path}", f"output={tmp_path}/out", "mining.method=dense",
-                             "mining.count=2", "mining.depth=3", f"mining.dense.model={minilm}"])
+                             "mining.count=2", "mining.depth=3", f"mining.dense.model={minilm}",
+                             "actor_min_bytes=0"])  # the corpus encoded in a Ray actor, its progress counted
     assert summary["mining"] == "dense" and summary["mined"] == 6
     for row in rows:
         assert len(row["negatives"]) == 2 and row["positives"][0] not in row["negatives"]
@@ -170,3 +172,37 @@ def test_rerun_with_another_config_is_refused_unless_overwrite(tmp_path):
         prepare([out, "mining.count=3", "mining.depth=5"])
     _, rows = prepare([out, "mining.count=3", "mining.depth=5", "overwrite=true"])
     assert all(len(r["negatives"]) == 3 for r in rows)
+
+
+def test_streamed_rows_do_not_depend_on_batching(tmp_path):
+    """Rows stream through the mining worker batch by batch and leave in shards as they fill: the output,
+    rejects and summary are the same whatever the batch and shard sizes, with the worker in a Ray actor or
+    in the driver, and each mined row's negatives are what ``synth.mining.MiningWorker`` picks for it."""
+    words = "tide moon gravity ocean salt wave sun light sugar leaf cell gene".split()
+    lines = []
+    for n in range(30):
+        row = {"query_id": f"q{n}", "query": f"{words[n % 12]} {words[(n * 5) % 12]}",
+               "pos": [f"{words[n % 12]} {words[(n * 7) % 12]} {words[(n * 5) % 12]} passage {n}"]}
+        if n % 4 == 0:
+            row["neg"] = [f"carried negative {n}"]
+        lines.append(json.dumps(row if n != 9 else {**row, "query_id": "q3"}))  # a repeated id
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(lines[:17] + ["{broken"] + lines[17:]) + "\n")
+    base = [f"dataset.path={path}", "dataset.on_bad_line=skip", "mining.count=2", "mining.depth=6"]
+    whole, rows = prepare(base + [f"output={tmp_path}/whole", "shard_rows=1000", "mine_batch_rows=1000"])
+    streamed, streamed_rows = prepare(base + [f"output={tmp_path}/streamed", "shard_rows=7", "mine_batch_rows=3",
+                                              "batches_in_flight=2", "actor_min_bytes=0"])  # the worker on Ray
+    assert streamed_rows == rows and len(rows) == 29
+    assert [f["num_rows"] for f in storage.read_manifest(f"{tmp_path}/streamed/training_rows").files] == [7] * 4 + [1]
+    drop = ("output", "elapsed_s", "throughput", "finished_at")
+    assert {k: v for k, v in streamed.items() if k not in drop} == {k: v for k, v in whole.items() if k not in drop}
+    assert (storage.read_table(f"{tmp_path}/streamed/rejects").to_pylist()
+            == storage.read_table(f"{tmp_path}/whole/rejects").to_pylist())
+    assert whole["passed_through"] == 8 and whole["mined"] == 21 and whole["rejects"] == 2
+
+    worker = MiningWorker(load_config(PrepareConfig, None, base), "jsonl")
+    assert worker.load() == {"corpus": 29 + 8, "to_mine": 21}  # the repeated id's passage is not in it
+    worker.build_index()
+    mined = [r for r in rows if not r["negatives"][0].startswith("carried")]
+    found = worker.mine([(r["query_id"], r["query"], r["positive_ids"]) for r in mined])
+    assert [(r["negative_ids"], r["negatives"]) for r in mined] == [(ids, texts) for ids, texts in found]

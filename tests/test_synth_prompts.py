@@ -13,7 +13,8 @@ from o1e.config import load_config
 from o1e.llm.base import prompt_fingerprint
 from synth import prompts as P
 from synth.config import PromptConfig, SynthConfig
-from synth.rows import duplicate_first_rows, iter_shards, load_pool, row_problem
+from synth.rows import (Reservoir, count_known, duplicate_first_rows, iter_new_shards, iter_shards, load_pool,
+                        row_problem)
 
 
 def pool_of(pairs: list[tuple[str, str, str]]) -> P.ExamplePool:
@@ -138,9 +139,49 @@ def test_shards_are_stable_and_skippable(tmp_path):
     resumed = list(iter_shards(url, 4, skip={"000000", "000002"}))
     assert [s.shard_id for s in resumed] == ["000001"]
     assert resumed[0].rows.equals(shards[1].rows)
-    pool = load_pool(url)
+    pool = load_pool(url, 100_000, 0)
     assert len(pool) == 10  # the empty query is not an example
     assert duplicate_first_rows(url) == {"q5": 5}
+    known = pa.array(["q1", "q4", "q5", "q9/0"])  # query ids, and a candidate's key that names none
+    assert count_known(url, known) == 4  # q1, q4 and q5 (which occurs twice)
+    new = list(iter_new_shards(url, 3, known, "run"))
+    assert [s.shard_id for s in new] == ["run-000000", "run-000001", "run-000002"]
+    assert [s.rows.column("query_id").to_pylist() for s in new] == [["q0", "q2", "q3"], ["q6", "q7", "q8"], ["q9"]]
+    assert new[1].row_number(0) == 6 and new[2].row_numbers == [9]
+
+
+def test_example_pool_is_bounded_and_whole_under_the_bound(tmp_path):
+    url = str(tmp_path / "rows")
+    _rows_dataset(url, 40)
+    usable = [(f"q{i}", f"query {i}", f"passage {i}") for i in range(40) if i != 3] + [("q5", "again", "p")]
+    whole = load_pool(url, 40, seed=0, batch_rows=7)
+    assert [whole.example(i) for i in range(len(whole))] == [P.Example(q, r) for _, q, r in usable]
+    cfg = PromptConfig()
+    for query_id in ("q1", "q17", "new"):  # under the bound: exactly the prompts of the whole pool
+        assert (P.candidate_prompts(cfg, whole, 0, query_id, "x", 3)
+                == P.candidate_prompts(cfg, pool_of(usable), 0, query_id, "x", 3))
+    sample = load_pool(url, 8, seed=0, batch_rows=7)
+    assert len(sample) == 8
+    kept = [sample.query_ids[i].as_py() for i in range(8)]
+    order = [q for q, _, _ in usable]
+    assert sorted(kept, key=order.index) == kept  # a subset, in input order
+    again = load_pool(url, 8, seed=0, batch_rows=3)  # the draw depends on the seed, not on batching
+    assert [again.query_ids[i].as_py() for i in range(8)] == kept
+    assert [load_pool(url, 8, seed=1).query_ids[i].as_py() for i in range(8)] != kept
+
+
+def test_reservoir_holds_at_most_its_capacity_and_samples_uniformly():
+    kept = np.zeros(50)
+    for seed in range(400):
+        reservoir, slots = Reservoir(5, seed), np.full(5, -1)
+        for count in (3, 20, 27):
+            chosen = reservoir.slots(count)
+            assert chosen.max() < 5
+            for item, slot in enumerate(chosen, start=reservoir.seen - count):
+                if slot >= 0:
+                    slots[slot] = item
+        kept[slots] += 1
+    assert (slots >= 0).all() and 20 < kept.min() and kept.max() < 65  # each item kept ~40 times in 400
 
 
 def test_fingerprint_ignores_deployment_not_content():

@@ -86,7 +86,7 @@ def test_candidates_schema_prompts_and_rejects(engine, rows_url, workdir):
         assert c["finish_reason"] == "stop" or c["completion_tokens"] == MAX_TOKENS
 
     # Every prompt the engine saw is the paper's template filled with the seeded draw for (query, index).
-    pool = load_pool(rows_url)
+    pool = load_pool(rows_url, 100_000, 0)
     queries: dict[str, str] = {}
     for r in rows:
         queries.setdefault(r["query_id"], r["query"])  # the first occurrence of a repeated id is the one used
