@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -42,8 +42,8 @@ class LocalExecutor:
         """Wall-clock time at which the last member had loaded its model."""
         return self.ready_at
 
-    def run(self, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
-        total = sum(len(s.groups) for s in shards)
+    def run(self, shards: Iterable[Shard], total: int) -> Iterator[tuple[Shard, ShardScores]]:
+        """``shards``: loaded one at a time as they are scored; ``total``: their queries (for progress)."""
         with progress_bar(total=total, desc="committee (local)", unit="query", disable=not self.cfg.progress) as bar:
             for shard in shards:
                 per_batch = {}
@@ -95,18 +95,27 @@ class RayExecutor:
             )
             self.pools.append([actor.remote(member, _threads(member)) for _ in range(member.placement.replicas)])
 
-    def run(self, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
+    def run(self, shards: Iterable[Shard], total: int) -> Iterator[tuple[Shard, ShardScores]]:
+        """``shards``: loaded one at a time, ``shards_in_flight`` ahead of the one being voted; ``total``:
+        their queries (for progress)."""
         ray, pools = self.ray, self.pools
         num_members = len(pools)
+        upcoming = enumerate(shards)
         queues = [deque() for _ in pools]  # per member: (shard index, batch id, batch ref) not yet sent
         busy = [[0] * len(pool) for pool in pools]  # outstanding calls per actor
         pending: dict = {}  # call ref -> (shard index, batch id, member index, actor index)
+        in_flight: dict[int, Shard] = {}
         received: dict[int, dict[str, list]] = {}
+        sizes: dict[str, int] = {}
 
-        def submit(shard_index: int) -> None:
-            shard = shards[shard_index]
+        def submit() -> None:
+            shard_index, shard = next(upcoming, (None, None))
+            if shard is None:
+                return
+            in_flight[shard_index] = shard
             received[shard_index] = {b.batch_id: [None] * num_members for b in shard.batches}
             for batch in shard.batches:
+                sizes[batch.batch_id] = len(batch.thoughts)
                 batch_ref = ray.put(batch)  # sent once, read by every member
                 for queue in queues:
                     queue.append((shard_index, batch.batch_id, batch_ref))
@@ -124,15 +133,11 @@ class RayExecutor:
         def shard_done(shard_index: int) -> bool:
             return all(all(r is not None for r in per) for per in received[shard_index].values())
 
-        total = sum(len(s.groups) for s in shards)
-        sizes = {b.batch_id: len(b.thoughts) for s in shards for b in s.batches}
-        submitted = 0
-        while submitted < min(self.cfg.shards_in_flight, len(shards)):
-            submit(submitted)
-            submitted += 1
+        for _ in range(self.cfg.shards_in_flight):
+            submit()
         dispatch()
         with progress_bar(total=total, desc=f"committee ({num_members} member pools)", unit="query",
-                  disable=not self.cfg.progress) as bar:
+                          disable=not self.cfg.progress) as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 shard_index, batch_id, m, a = pending.pop(done[0])
@@ -140,14 +145,13 @@ class RayExecutor:
                 slots = received[shard_index][batch_id]
                 slots[m] = ray.get(done[0])
                 if all(r is not None for r in slots):
-                    bar.update(sizes[batch_id])
+                    bar.update(sizes.pop(batch_id))
                 finished = shard_done(shard_index)
-                if finished and submitted < len(shards):
-                    submit(submitted)
-                    submitted += 1
+                if finished:
+                    submit()
                 dispatch()
                 if finished:
-                    shard = shards[shard_index]
+                    shard = in_flight.pop(shard_index)
                     yield shard, _join(shard, received.pop(shard_index), num_members)
 
     def members_ready_at(self) -> float:
