@@ -175,7 +175,7 @@ def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWrite
     todo = [s for s in shards if s.shard_id not in done]
     skipped = [s.shard_id for s in shards if s.shard_id in done]
     if show:
-        report.print_plan(cfg, plan.num_queries, len(rejects), shards, todo)
+        report.print_plan(cfg, plan.num_queries, len(rejects), shards, todo, executor.placements)
     ran = []
     folder = work_folder(cfg.output)
     try:
@@ -201,6 +201,7 @@ def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWrite
         "elapsed_s": elapsed, "members_ready_s": members_ready_s, "executor": cfg.executor,
         "shards": len(shards), "shards_run": len(ran),
         "shards_skipped": len(skipped), "candidates_scored": sum(s.num_candidates for s in todo),
+        "placements": {m.name: p.model_dump() for m, p in zip(cfg.members, executor.placements)},
     })
     diagnostics = record.finish(diagnostics, rows=sum(s.num_queries for s in todo), unit="query")
     if show:

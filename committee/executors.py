@@ -7,13 +7,14 @@ scorer code, so their results are identical row for row.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from committee.config import CommitteeConfig
+from committee.config import CommitteeConfig, Placement
 from committee.members import ScoringBatch, build_member
 from committee.plan import Shard
 from o1e.progress import bar as progress_bar
@@ -21,8 +22,8 @@ from o1e.progress import bar as progress_bar
 ShardScores = list[list[np.ndarray]]
 
 
-def _threads(member) -> int:
-    return max(1, int(member.placement.num_cpus))
+def _threads(placement: Placement) -> int:
+    return max(1, int(placement.num_cpus))
 
 
 def _join(shard: Shard, per_batch: dict[str, list[list[np.ndarray]]], num_members: int) -> ShardScores:
@@ -35,7 +36,11 @@ class LocalExecutor:
 
     def __init__(self, cfg: CommitteeConfig) -> None:
         self.cfg = cfg
-        self.members = [build_member(m, _threads(m)) for m in cfg.members]
+        # One process: the members run one after another, each may use every core.
+        cores = float(os.cpu_count() or 1)
+        self.placements = [Placement(replicas=1, num_cpus=cores if m.placement.num_cpus is None else m.placement.num_cpus,
+                                     num_gpus=0.0) for m in cfg.members]
+        self.members = [build_member(m, _threads(p)) for m, p in zip(cfg.members, self.placements)]
         self.ready_at = time.time()
 
     def members_ready_at(self) -> float:
@@ -84,16 +89,14 @@ class RayExecutor:
 
         self.cfg = cfg
         self.ray = ray = init_ray(cfg.ray)
-        cluster_has_gpus = ray.cluster_resources().get("GPU", 0) >= 1
+        cluster = ray.cluster_resources()
+        self.placements = cfg.placements(cluster.get("CPU", 1), cluster.get("GPU", 0))
         self.pools = []
-        for member in cfg.members:
-            gpus = member.placement.num_gpus
-            if gpus is None:
-                gpus = 1.0 if member.kind == "dense" and cluster_has_gpus else 0.0
+        for member, placement in zip(cfg.members, self.placements):
             actor = ray.remote(MemberActor).options(
-                num_cpus=member.placement.num_cpus, num_gpus=gpus, max_restarts=1, max_task_retries=1,
+                num_cpus=placement.num_cpus, num_gpus=placement.num_gpus, max_restarts=1, max_task_retries=1,
             )
-            self.pools.append([actor.remote(member, _threads(member)) for _ in range(member.placement.replicas)])
+            self.pools.append([actor.remote(member, _threads(placement)) for _ in range(placement.replicas)])
 
     def run(self, shards: Iterable[Shard], total: int) -> Iterator[tuple[Shard, ShardScores]]:
         """``shards``: loaded one at a time, ``shards_in_flight`` ahead of the one being voted; ``total``:

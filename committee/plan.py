@@ -200,34 +200,36 @@ def plan_committee(training: TrainingIndex, candidates: CandidateIndex, shard_si
     _, unit_first, unit_of = np.unique(training.gold_hash[voted], return_index=True, return_inverse=True)
     unit_rank = np.empty(len(unit_first), dtype=np.int64)
     unit_rank[np.argsort(unit_first, kind="stable")] = np.arange(len(unit_first))
-    order = np.argsort(unit_rank[unit_of.ravel()], kind="stable")
-    ordered_rows = voted[order]
-    unit_sizes = np.bincount(unit_rank[unit_of.ravel()], minlength=len(unit_first))
+    unit = unit_rank[unit_of.ravel()]
+    ordered_rows = voted[np.argsort(unit, kind="stable")]
+    unit_sizes = np.bincount(unit, minlength=len(unit_first))
     row_shard = np.full(num_rows, NOT_VOTED, dtype=np.int32)
     shards: list[ShardPlan] = []
-    start = 0
-    for count in _pack_sizes(unit_sizes.tolist(), shard_size):
+    start = first_unit = 0
+    for units in units_per_pack(unit_sizes.tolist(), shard_size):
+        count = int(unit_sizes[first_unit:first_unit + units].sum())
         shard_rows = ordered_rows[start:start + count]
         row_shard[shard_rows] = len(shards)
         shards.append(ShardPlan(f"{len(shards):05d}", shard_rows, int(non_empty[shard_rows].sum())))
-        start += count
+        start, first_unit = start + count, first_unit + units
     scored = usable.copy()
     scored[scored] = row_shard[candidate_row[scored]] != NOT_VOTED
     candidate_row[~scored] = NOT_VOTED
     return Plan(shards=shards, rejects=rejects, row_shard=row_shard, candidate_row=candidate_row)
 
 
-def _pack_sizes(sizes: list[int], limit: int) -> list[int]:
-    """Items per pack when consecutive units of these sizes are packed up to ``limit`` items (a unit
-    larger than that stays whole)."""
-    packs, count = [], 0
+def units_per_pack(sizes: list[int], limit: int) -> list[int]:
+    """How many units each pack takes when consecutive units of these sizes are packed up to ``limit``
+    groups (a unit larger than that stays whole)."""
+    packs, units, count = [], 0, 0
     for size in sizes:
-        if count and count + size > limit:
-            packs.append(count)
-            count = 0
+        if units and count + size > limit:
+            packs.append(units)
+            units, count = 0, 0
+        units += 1
         count += size
-    if count:
-        packs.append(count)
+    if units:
+        packs.append(units)
     return packs
 
 
@@ -267,17 +269,10 @@ def gold_units(groups: list[Group]) -> list[list[Group]]:
 
 def _pack(units: list[list[Group]], size: int) -> list[list[list[Group]]]:
     """Consecutive runs of units holding up to ``size`` groups (a unit larger than that stays whole)."""
-    packs: list[list[list[Group]]] = []
-    current: list[list[Group]] = []
-    count = 0
-    for unit in units:
-        if current and count + len(unit) > size:
-            packs.append(current)
-            current, count = [], 0
-        current.append(unit)
-        count += len(unit)
-    if current:
-        packs.append(current)
+    packs, start = [], 0
+    for count in units_per_pack([len(unit) for unit in units], size):
+        packs.append(units[start:start + count])
+        start += count
     return packs
 
 

@@ -60,8 +60,10 @@ def diagnostics(committee_scores: pa.Table | Iterable[pa.RecordBatch], rejects: 
     }
 
 
-def print_plan(cfg, num_groups: int, num_rejects: int, shards, todo) -> None:
-    members = ", ".join(f"{m.name} ({m.kind}, weight {m.weight:g}, x{m.placement.replicas})" for m in cfg.members)
+def print_plan(cfg, num_groups: int, num_rejects: int, shards, todo, placements) -> None:
+    members = ", ".join(f"{m.name} ({m.kind}, weight {m.weight:g}, {p.replicas} x {p.num_cpus:g} CPU"
+                        + (f" + {p.num_gpus:g} GPU" if p.num_gpus else "") + ")"
+                        for m, p in zip(cfg.members, placements))
     console.print(f"[bold]committee[/bold]: {num_groups:,} queries, {num_rejects} rejected; "
                   f"{len(shards)} shards ({len(shards) - len(todo)} already committed); {cfg.vote} vote")
     console.print(f"members: {members}")

@@ -277,7 +277,33 @@ def test_config_defaults_are_the_papers_recipe_with_offline_members():
     bm25 = cfg.members[0]
     assert (bm25.backend, bm25.tokenizer.split, bm25.tokenizer.lowercase, bm25.tokenizer.stemmer,
             bm25.tokenizer.stopwords) == ("rank_bm25", "space", True, "none", "none")
-    assert cfg.members[1].max_length == 512 and cfg.members[1].normalize is True
+    assert cfg.members[1].max_length is None and cfg.members[1].normalize is True  # the model's own limit
+
+
+def _placed(members, cpus, gpus, **sizes):
+    cfg = CommitteeConfig(members=members, **sizes)
+    return [(p.replicas, p.num_cpus, p.num_gpus) for p in cfg.placements(cpus, gpus)]
+
+
+def test_placement_defaults_fill_the_cluster():
+    both = [{"kind": "bm25"}, {"kind": "dense"}]
+    # CPUs: the dense member (the costly one) gets one 1-CPU actor per core, BM25 one actor beside it
+    assert _placed(both, 2, 0) == [(1, 0.0, 0.0), (2, 1.0, 0.0)]
+    assert _placed([{"kind": "bm25"}], 8, 0) == [(8, 1.0, 0.0)]  # BM25 alone: every core
+    two_dense = [{"kind": "bm25"}, {"kind": "dense", "name": "a"}, {"kind": "dense", "name": "b"}]
+    assert _placed(two_dense, 8, 0) == [(1, 0.0, 0.0), (4, 1.0, 0.0), (4, 1.0, 0.0)]
+    # GPUs: one dense actor per GPU (split between dense members), the CPUs left to BM25
+    assert _placed(two_dense, 64, 8) == [(56, 1.0, 0.0), (4, 1.0, 1.0), (4, 1.0, 1.0)]
+    # ... but never more actors than batches in flight (shards_in_flight x batches per shard): bigger ones
+    assert _placed(two_dense, 64, 8, shard_size=64, batch_size=32) == [(4, 14.0, 0.0), (4, 1.0, 1.0), (4, 1.0, 1.0)]
+    # set values are kept; num_cpus alone sets the actors' size, the share their number
+    assert _placed([{"kind": "bm25"}, {"kind": "dense", "placement": {"num_cpus": 2}}], 8, 0) == [
+        (1, 0.0, 0.0), (4, 2.0, 0.0)]
+    assert _placed([{"kind": "bm25", "placement": {"replicas": 3, "num_cpus": 0.5}}, {"kind": "dense",
+                    "placement": {"num_gpus": 0}}], 4, 2) == [(3, 0.5, 0.0), (4, 1.0, 0.0)]
+    # placement is not part of the fingerprint: a rerun on another cluster resumes the same shards
+    assert (CommitteeConfig(members=both).fingerprint()
+            == CommitteeConfig(members=[{"kind": "bm25", "placement": {"replicas": 7}}, {"kind": "dense"}]).fingerprint())
 
 
 def test_config_errors_name_the_key(tmp_path):
