@@ -32,36 +32,37 @@ def resolve_placements(members: list, cluster_cpus: float, cluster_gpus: float, 
     """Every member's placement with its ``None`` fields decided for a cluster of this many CPUs and GPUs.
 
     Dense members on a GPU cluster get the GPUs, one actor per GPU (split evenly between them) with one
-    CPU each; the CPUs left go to the members that score on CPUs. On CPUs, the dense members (the costly
-    ones) share the cores evenly, else the BM25 members do; each such member's share becomes one 1-CPU
-    actor per core. A pool gets at most ``max_actors`` actors by default (more would find no batch to
-    score). Set values are kept; ``num_cpus`` alone set gives ``share // num_cpus`` actors."""
-    cpus, gpus = int(cluster_cpus), int(cluster_gpus)
-    on_gpu = [m.kind == "dense" and (m.placement.num_gpus or 0) > 0 if m.placement.num_gpus is not None
-              else m.kind == "dense" and gpus >= 1 for m in members]
+    CPU each. The costly CPU members (the dense ones on CPUs, else the BM25 ones) share evenly the CPUs
+    that no other actor reserves, each share as one 1-CPU actor per core; a BM25 member beside dense
+    members on CPUs is one actor reserving no CPU. A pool gets at most ``max_actors`` actors by default
+    (more would find no batch to score). Set values are kept; ``num_cpus`` alone set gives
+    ``share // num_cpus`` actors."""
+    gpus = int(cluster_gpus)
+    on_gpu = [m.kind == "dense" and (gpus >= 1 if m.placement.num_gpus is None else m.placement.num_gpus > 0)
+              for m in members]
+    cpu_dense = any(m.kind == "dense" and not g for m, g in zip(members, on_gpu))
     gpu_members = sum(on_gpu)
-    cpu_dense = sum(1 for m, g in zip(members, on_gpu) if m.kind == "dense" and not g)
-    cpu_heavy = [(not g) and (m.kind == "dense" or not cpu_dense) for m, g in zip(members, on_gpu)]
-    gpu_actors = 0
     resolved: list[Placement | None] = [None] * len(members)
+    sharing = []
     for i, (member, g) in enumerate(zip(members, on_gpu)):
+        p = member.placement
         if g:
-            p = member.placement
             num_gpus = 1.0 if p.num_gpus is None else p.num_gpus
             replicas = p.replicas or min(max_actors, max(1, int(gpus / num_gpus) // gpu_members))
             resolved[i] = Placement(replicas=replicas, num_cpus=1.0 if p.num_cpus is None else p.num_cpus,
                                     num_gpus=num_gpus)
-            gpu_actors += replicas * resolved[i].num_cpus
-    share = max(1.0, (cpus - gpu_actors) // max(1, sum(cpu_heavy)))
-    for i, (member, heavy) in enumerate(zip(members, cpu_heavy)):
-        if resolved[i] is not None:
-            continue
-        p = member.placement
-        if heavy:
-            replicas = p.replicas or min(max_actors, max(1, int(share // (p.num_cpus or 1.0))))
-            num_cpus = p.num_cpus if p.num_cpus is not None else max(1.0, share // replicas)
+        elif p.replicas is not None and p.num_cpus is not None:
+            resolved[i] = Placement(replicas=p.replicas, num_cpus=p.num_cpus, num_gpus=p.num_gpus or 0.0)
+        elif member.kind == "dense" or not cpu_dense:
+            sharing.append(i)
         else:
-            replicas, num_cpus = p.replicas or 1, 0.0 if p.num_cpus is None else p.num_cpus
+            resolved[i] = Placement(replicas=p.replicas or 1, num_cpus=p.num_cpus or 0.0, num_gpus=p.num_gpus or 0.0)
+    reserved = sum(p.replicas * p.num_cpus for p in resolved if p is not None)
+    share = max(1.0, (int(cluster_cpus) - reserved) // max(1, len(sharing)))
+    for i in sharing:
+        p = members[i].placement
+        replicas = p.replicas or min(max_actors, max(1, int(share // (p.num_cpus or 1.0))))
+        num_cpus = p.num_cpus if p.num_cpus is not None else max(1.0, share // replicas)
         resolved[i] = Placement(replicas=replicas, num_cpus=num_cpus, num_gpus=p.num_gpus or 0.0)
     return resolved
 

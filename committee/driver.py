@@ -27,6 +27,9 @@ from o1e.encoders import resolve_model_dir
 from o1e.provenance import fingerprint
 
 CANDIDATE_COLUMNS = ["query_id", "candidate_index", "thought"]
+INPUT_BATCH_ROWS = 2048
+"""Rows per batch when the driver streams an input (planning, then filling the shards' buckets): the
+driver holds about one batch of each input's texts at a time."""
 
 
 @dataclass
@@ -112,10 +115,6 @@ def run_committee(cfg: CommitteeConfig, show: bool = True) -> CommitteeResult:
         return _run(cfg, executor, writers, record, started, show)
     finally:
         executor.close()
-
-
-INPUT_BATCH_ROWS = 8192
-"""Rows per batch when the driver streams an input (planning, then filling the shards' buckets)."""
 
 
 def make_plan(cfg: CommitteeConfig) -> Plan:

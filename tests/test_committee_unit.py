@@ -299,8 +299,9 @@ def test_placement_defaults_fill_the_cluster():
     # set values are kept; num_cpus alone sets the actors' size, the share their number
     assert _placed([{"kind": "bm25"}, {"kind": "dense", "placement": {"num_cpus": 2}}], 8, 0) == [
         (1, 0.0, 0.0), (4, 2.0, 0.0)]
+    # CPUs another member reserves are not shared out again
     assert _placed([{"kind": "bm25", "placement": {"replicas": 3, "num_cpus": 0.5}}, {"kind": "dense",
-                    "placement": {"num_gpus": 0}}], 4, 2) == [(3, 0.5, 0.0), (4, 1.0, 0.0)]
+                    "placement": {"num_gpus": 0}}], 4, 2) == [(3, 0.5, 0.0), (2, 1.0, 0.0)]
     # placement is not part of the fingerprint: a rerun on another cluster resumes the same shards
     assert (CommitteeConfig(members=both).fingerprint()
             == CommitteeConfig(members=[{"kind": "bm25", "placement": {"replicas": 7}}, {"kind": "dense"}]).fingerprint())
