@@ -30,6 +30,9 @@ CANDIDATE_COLUMNS = ["query_id", "candidate_index", "thought"]
 INPUT_BATCH_ROWS = 2048
 """Rows per batch when the driver streams an input (planning, then filling the shards' buckets): the
 driver holds about one batch of each input's texts at a time."""
+CANDIDATE_BATCH_ROWS = 1 << 16
+"""Candidate rows per batch when planning: each batch's query ids are looked up among all of the training
+rows' at once, so larger batches cost fewer lookups (its thoughts are only tested for emptiness)."""
 
 
 @dataclass
@@ -119,12 +122,11 @@ def run_committee(cfg: CommitteeConfig, show: bool = True) -> CommitteeResult:
 
 def make_plan(cfg: CommitteeConfig) -> Plan:
     """The plan from the inputs' compact columns (ids, gold hashes, empty thoughts), read in batches."""
-    query_ids = storage.read_table(cfg.training_rows, columns=["query_id"], schema_name="training_rows")
+    query_ids = storage.read_table(cfg.training_rows, columns=["query_id"], schema_name="training_rows").column(0)
     positives = (b.column(0) for b in storage.iter_batches(cfg.training_rows, INPUT_BATCH_ROWS, ["positives"]))
-    training = index_training(query_ids.column(0), positives)
-    keys = storage.read_table(cfg.candidates, columns=["query_id", "candidate_index"], schema_name="candidates")
-    thoughts = (b.column(0) for b in storage.iter_batches(cfg.candidates, INPUT_BATCH_ROWS, ["thought"]))
-    candidates = index_candidates(keys.column("query_id"), keys.column("candidate_index"), thoughts)
+    training = index_training(query_ids, positives)
+    candidates = index_candidates(storage.iter_batches(cfg.candidates, CANDIDATE_BATCH_ROWS, CANDIDATE_COLUMNS,
+                                                       schema_name="candidates"), training, cfg.candidates)
     return plan_committee(training, candidates, cfg.shard_size, cfg.training_rows, cfg.candidates)
 
 

@@ -55,21 +55,36 @@ class Shard:
 
 @dataclass
 class TrainingIndex:
-    """Per ``training_rows`` row: its query id, a hash of its gold document, whether it has one."""
+    """Per ``training_rows`` row: its query id, the first row of that query id, a hash of its gold
+    document and whether it has one."""
 
-    query_ids: pa.Array
+    query_ids: pa.ChunkedArray
+    distinct_ids: pa.Array
+    """The distinct query ids, in order of first appearance."""
+    first_row: np.ndarray
+    """int64, per distinct query id: its first row."""
     gold_hash: np.ndarray
     """uint64; gold documents that hash alike are put in one shard (and told apart there by their text)."""
     has_gold: np.ndarray
 
+    def row_of(self, query_ids: pa.Array) -> np.ndarray:
+        """Each query id's first row in ``training_rows``, or ``NOT_VOTED`` where it has none."""
+        code = pc.index_in(query_ids, value_set=self.distinct_ids)
+        rows = self.first_row[pc.fill_null(code, 0).to_numpy(zero_copy_only=False)]
+        rows[~pc.is_valid(code).to_numpy(zero_copy_only=False)] = NOT_VOTED
+        return rows
+
 
 @dataclass
 class CandidateIndex:
-    """Per ``candidates`` row: its query id, candidate index and whether its thought is empty."""
+    """Per ``candidates`` row: the ``training_rows`` row of its query (``NOT_VOTED``: unknown query), its
+    candidate index and whether its thought is empty; and the rejects of unknown queries."""
 
-    query_ids: pa.Array
+    row: np.ndarray
     candidate_index: np.ndarray
     empty: np.ndarray
+    unknown: list[tuple[int, dict]]
+    """(candidate row, reject) of each candidate whose query is not in ``training_rows``."""
 
 
 @dataclass
@@ -113,31 +128,41 @@ def text_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
-def index_training(query_ids: pa.Array | pa.ChunkedArray, positives: Iterable[pa.Array]) -> TrainingIndex:
+def index_training(query_ids: pa.ChunkedArray, positives: Iterable[pa.Array]) -> TrainingIndex:
     """``positives``: the ``positives`` column batch by batch, in row order."""
     hashes, present = [], []
     for batch in positives:
         golds = [gold_of(p) for p in batch.to_pylist()]
         present.append(np.array([g is not None for g in golds], dtype=bool))
         hashes.append(np.array([0 if g is None else text_hash(g) for g in golds], dtype=np.uint64))
-    return TrainingIndex(query_ids=_one_array(query_ids, pa.string()),
+    distinct = pc.unique(query_ids)
+    code = pc.index_in(query_ids, value_set=distinct).to_numpy(zero_copy_only=False)
+    _, first_row = np.unique(code, return_index=True)
+    return TrainingIndex(query_ids=query_ids, distinct_ids=distinct, first_row=first_row,
                          gold_hash=np.concatenate(hashes) if hashes else np.zeros(0, np.uint64),
                          has_gold=np.concatenate(present) if present else np.zeros(0, bool))
 
 
-def index_candidates(query_ids: pa.Array | pa.ChunkedArray, candidate_index: pa.Array | pa.ChunkedArray,
-                     thoughts: Iterable[pa.Array]) -> CandidateIndex:
-    """``thoughts``: the ``thought`` column batch by batch, in row order."""
-    empty = [np.array([not t or not t.strip() for t in batch.to_pylist()], dtype=bool) for batch in thoughts]
-    return CandidateIndex(query_ids=_one_array(query_ids, pa.string()),
-                          candidate_index=_one_array(candidate_index, pa.int32()).to_numpy(zero_copy_only=False),
-                          empty=np.concatenate(empty) if empty else np.zeros(0, bool))
-
-
-def _one_array(values: pa.Array | pa.ChunkedArray, type_: pa.DataType) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks else pa.array([], type=type_)
-    return values.cast(type_)
+def index_candidates(batches: Iterable[pa.RecordBatch], training: TrainingIndex,
+                     candidates_url: str = "candidates") -> CandidateIndex:
+    """``batches``: the ``candidates`` rows in order (``query_id``, ``candidate_index``, ``thought``)."""
+    rows, indices, empty, unknown = [], [], [], []
+    start = 0
+    for batch in batches:
+        row = training.row_of(batch.column("query_id")).astype(np.int32)
+        index = batch.column("candidate_index").cast(pa.int32()).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(row == NOT_VOTED):
+            query_id = batch.column("query_id")[i].as_py()
+            unknown.append((start + i, _reject(candidates_url, f"{query_id}#{index[i]}", "unknown_query",
+                                               f"candidate {index[i]} of query {query_id!r}: the query is not "
+                                               "in training_rows")))
+        rows.append(row)
+        indices.append(index)
+        empty.append(np.array([not t or not t.strip() for t in batch.column("thought").to_pylist()], dtype=bool))
+        start += batch.num_rows
+    joined = [np.concatenate(x) if x else np.zeros(0, dtype) for x, dtype in
+              ((rows, np.int32), (indices, np.int32), (empty, bool))]
+    return CandidateIndex(row=joined[0], candidate_index=joined[1], empty=joined[2], unknown=unknown)
 
 
 def plan_committee(training: TrainingIndex, candidates: CandidateIndex, shard_size: int,
@@ -145,42 +170,39 @@ def plan_committee(training: TrainingIndex, candidates: CandidateIndex, shard_si
     """Every usable query in a shard, and a reject for everything else (in the order: repeated queries,
     then candidates in their row order, then queries in theirs)."""
     num_rows = len(training.query_ids)
-    rows = np.arange(num_rows)
-    encoded = pc.dictionary_encode(training.query_ids)
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
-    _, first_row = np.unique(codes, return_index=True)  # per query id (its code): its first row
+    is_first = np.zeros(num_rows, dtype=bool)
+    is_first[training.first_row] = True
+    repeated = np.flatnonzero(~is_first)
     rejects = []
-    for row in np.flatnonzero(first_row[codes] != rows):
+    for row, first in zip(repeated, training.row_of(training.query_ids.take(pa.array(repeated)))):
         query_id = training.query_ids[row].as_py()
         rejects.append(_reject(training_url, query_id, "duplicate_query",
-                               f"query {query_id!r} appears again at row {row} (first at row "
-                               f"{first_row[codes[row]]}); only the first is used"))
+                               f"query {query_id!r} appears again at row {row} (first at row {first}); only the "
+                               "first is used"))
 
-    # Candidates: the training row of their query, the first of each (query, candidate index) kept.
-    code = pc.index_in(candidates.query_ids, value_set=encoded.dictionary)
-    known = pc.is_valid(code).to_numpy(zero_copy_only=False)
-    candidate_row = np.full(len(code), NOT_VOTED, dtype=np.int64)
-    candidate_row[known] = first_row[pc.fill_null(code, 0).to_numpy(zero_copy_only=False)[known]]
-    key = (candidate_row << 32) | (candidates.candidate_index.astype(np.int64) & 0xFFFFFFFF)
-    known_at = np.flatnonzero(known)
-    _, first_at = np.unique(key[known_at], return_index=True)
-    first = np.zeros(len(code), bool)
-    first[known_at[first_at]] = True
-    for position in np.flatnonzero(~first):
-        query_id = candidates.query_ids[position].as_py()
+    # The first of each (query, candidate index) is kept; later ones are repeats.
+    candidate_row = candidates.row  # becomes the plan's: NOT_VOTED where no shard scores the candidate
+    order = np.lexsort((candidates.candidate_index, candidate_row))  # stable: a repeat sorts after its first
+    same = candidate_row[order[1:]] == candidate_row[order[:-1]]
+    same &= candidates.candidate_index[order[1:]] == candidates.candidate_index[order[:-1]]
+    repeat_at = order[1:][same]
+    del order, same
+    known = candidate_row != NOT_VOTED
+    first = known.copy()
+    first[repeat_at] = False
+    repeats = []
+    for position in np.sort(repeat_at[known[repeat_at]]):
+        query_id = training.query_ids[candidate_row[position]].as_py()
         index = int(candidates.candidate_index[position])
-        name = f"{query_id}#{index}"
-        if known[position]:
-            rejects.append(_reject(candidates_url, name, "duplicate_candidate",
-                                   f"query {query_id!r} has candidate_index {index} twice; the first is used"))
-        else:
-            rejects.append(_reject(candidates_url, name, "unknown_query",
-                                   f"candidate {index} of query {query_id!r}: the query is not in training_rows"))
+        repeats.append((position, _reject(candidates_url, f"{query_id}#{index}", "duplicate_candidate",
+                                          f"query {query_id!r} has candidate_index {index} twice; the first is "
+                                          "used")))
+    rejects += [reject for _, reject in sorted(candidates.unknown + repeats, key=lambda x: x[0])]
 
     distinct = np.bincount(candidate_row[first], minlength=num_rows)
     usable = first & ~candidates.empty
     non_empty = np.bincount(candidate_row[usable], minlength=num_rows)
-    query_rows = np.sort(first_row)
+    query_rows = np.sort(training.first_row)
     has_gold = training.has_gold[query_rows]
     voted = query_rows[has_gold & (non_empty[query_rows] > 0)]
     for row in query_rows[~has_gold | (non_empty[query_rows] == 0)]:

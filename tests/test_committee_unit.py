@@ -192,11 +192,9 @@ def _candidates(rows):
 
 
 def _plan(training, candidates, shard_size, training_url="training_rows", candidates_url="candidates"):
-    return plan_committee(
-        index_training(training.column("query_id"), training.column("positives").chunks),
-        index_candidates(candidates.column("query_id"), candidates.column("candidate_index"),
-                         candidates.column("thought").chunks),
-        shard_size, training_url, candidates_url)
+    index = index_training(training.column("query_id"), training.column("positives").chunks)
+    return plan_committee(index, index_candidates(candidates.to_batches(max_chunksize=3), index, candidates_url),
+                          shard_size, training_url, candidates_url)
 
 
 def _shards(training, candidates, plan, batch_size, folder):
