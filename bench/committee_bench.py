@@ -7,9 +7,11 @@ repeats, the best of each), on the oracle inputs built from a BEIR split (defaul
 - bare: one Python process that reads the two input datasets, imports sentence-transformers, loads the
   encoder, encodes each distinct gold document once and every candidate thought once with it (cosine
   x 100), and scores every group with rank-bm25. No Ray, no planning, no outputs.
-- o1e: ``python -m committee`` (``o1e vote``) joining a Ray cluster that is already running (clusters
-  outlive jobs; its start is not counted): members as actor pools that start and load their models
-  inside the clock, planning, voting, the three output datasets, diagnostics.
+- o1e: ``python -m committee`` (``o1e vote``) with its default committee and settings, as a new user
+  runs it (BM25 + all-MiniLM-L6-v2 at the model's own max length, placement decided from the cluster),
+  joining a Ray cluster that is already running (clusters outlive jobs; its start is not counted):
+  members as actor pools that start and load their models inside the clock, planning, voting, the
+  three output datasets, diagnostics.
 
 The bare process also reports its phases, so a second, stricter figure is printed: o1e's whole run
 against the bare encode + BM25 alone (imports and model loading excluded on the bare side only), which
@@ -35,7 +37,7 @@ sys.path.insert(0, REPO)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def bare_process(work: str, cpus: int, max_length: int) -> None:
+def bare_process(work: str, cpus: int) -> None:
     """The bare side (run in its own process): prints its phase timings as JSON."""
     phases, started = {}, time.perf_counter()
 
@@ -67,7 +69,7 @@ def bare_process(work: str, cpus: int, max_length: int) -> None:
 
     torch.set_num_threads(cpus)
     lap("import_s")
-    dense = DenseMember(model="all-MiniLM-L6-v2", max_length=max_length)
+    dense = DenseMember()  # the default member, at the model's own max length
     model = load_encoder(dense, resolve_model_dir(dense.model))
     lap("load_s")
     golds = list(dict.fromkeys(g for g, _ in groups))
@@ -100,15 +102,12 @@ def main() -> None:
     parser.add_argument("--beir", default=os.path.join(REPO, "..", "shared", "data", "beir", "scifact"))
     parser.add_argument("--split", default="train")
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--max-length", type=int, default=256, help="MiniLM's own limit is 256 word pieces")
     parser.add_argument("--cpus", type=int, default=os.cpu_count())
     parser.add_argument("--repeat", type=int, default=2, help="interleaved runs of each side; the best counts")
-    parser.add_argument("--replicas", type=int, default=None,
-                        help="o1e's dense member actors, sharing the CPUs evenly (default: one per CPU)")
     parser.add_argument("--bare-process", metavar="WORK", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_process:
-        return bare_process(args.bare_process, args.cpus, args.max_length)
+        return bare_process(args.bare_process, args.cpus)
 
     from rich.console import Console
     from rich.table import Table
@@ -122,17 +121,11 @@ def main() -> None:
     # The running cluster o1e joins; the bare side does not use it.
     ray = init_ray(RayConfig(num_cpus=args.cpus))
     env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address, PYTHONPATH=REPO)
-    replicas = args.replicas or args.cpus
-    members = (f"members=[{{kind: bm25, placement: {{num_cpus: 0}}}}, {{kind: dense, model: all-MiniLM-L6-v2, "
-               f"max_length: {args.max_length}, placement: {{replicas: {replicas}, "
-               f"num_cpus: {args.cpus / replicas:g}}}}}]")
-    bare_command = [sys.executable, os.path.abspath(__file__), "--bare-process", work, "--cpus", str(args.cpus),
-                    "--max-length", str(args.max_length)]
+    bare_command = [sys.executable, os.path.abspath(__file__), "--bare-process", work, "--cpus", str(args.cpus)]
 
     def o1e_command(run: int) -> list[str]:
         return [sys.executable, "-m", "committee", "-t", os.path.join(work, "training_rows"),
-                "-i", os.path.join(work, "candidates"), "-o", os.path.join(work, f"out{run}"), members,
-                "progress=false"]
+                "-i", os.path.join(work, "candidates"), "-o", os.path.join(work, f"out{run}"), "progress=false"]
 
     # Interleaved repeats, best of each: other load on a shared machine hits both sides alike.
     bare_runs, o1e_runs = [], []
@@ -150,7 +143,9 @@ def main() -> None:
         raise SystemExit(f"o1e scored {diagnostics['candidates_scored']} candidates, bare {candidates}")
     bare_work = phases["encode_s"] + phases["bm25_s"]
 
-    table = Table(title=f"committee: {candidates} candidates, {args.cpus} CPUs, dense replicas {replicas}")
+    placements = ", ".join(f"{name} {p['replicas']} x {p['num_cpus']:g} CPU"
+                           for name, p in diagnostics["placements"].items())
+    table = Table(title=f"committee: {candidates} candidates, {args.cpus} CPUs, default placement: {placements}")
     for column in ("side", "seconds", "candidates/s", "what the time holds"):
         table.add_column(column, justify="left" if column in ("side", "what the time holds") else "right")
     table.add_row("bare process", f"{bare_wall:.1f}", f"{candidates / bare_wall:.1f}",

@@ -4,6 +4,9 @@ trainer reads, per-query ``committee_scores``, and ``rejects``. Ends with a diag
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -11,10 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from committee import report
+from committee import buckets, report
 from committee.config import CommitteeConfig
 from committee.executors import ShardScores, make_executor
-from committee.plan import Shard, build_groups, plan_shards
+from committee.plan import (NOT_VOTED, Plan, Shard, ShardPlan, assemble_shard, index_candidates,
+                            index_training, plan_committee)
 from committee.vote import vote
 from o1e import runs, schemas, storage
 from o1e.beir import DatasetError
@@ -23,6 +27,12 @@ from o1e.encoders import resolve_model_dir
 from o1e.provenance import fingerprint
 
 CANDIDATE_COLUMNS = ["query_id", "candidate_index", "thought"]
+INPUT_BATCH_ROWS = 2048
+"""Rows per batch when the driver streams an input (planning, then filling the shards' buckets): the
+driver holds about one batch of each input's texts at a time."""
+CANDIDATE_BATCH_ROWS = 1 << 16
+"""Candidate rows per batch when planning: each batch's query ids are looked up among all of the training
+rows' at once, so larger batches cost fewer lookups (its thoughts are only tested for emptiness)."""
 
 
 @dataclass
@@ -46,7 +56,8 @@ def teacher_scores(rows: pa.Table) -> list[list[float] | None]:
 
 def vote_shard(cfg: CommitteeConfig, shard: Shard, scores: ShardScores,
                training: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """The shard's ``committee_scores`` and ``training`` rows."""
+    """The shard's ``committee_scores`` and ``training`` rows; ``training``: the shard's training rows
+    (``Group.row`` indexes them)."""
     names = [m.name for m in cfg.members]
     weights = np.array([m.weight for m in cfg.members])
     score_rows, selected_thoughts = [], []
@@ -109,16 +120,52 @@ def run_committee(cfg: CommitteeConfig, show: bool = True) -> CommitteeResult:
         executor.close()
 
 
+def make_plan(cfg: CommitteeConfig) -> Plan:
+    """The plan from the inputs' compact columns (ids, gold hashes, empty thoughts), read in batches."""
+    query_ids = storage.read_table(cfg.training_rows, columns=["query_id"], schema_name="training_rows").column(0)
+    positives = (b.column(0) for b in storage.iter_batches(cfg.training_rows, INPUT_BATCH_ROWS, ["positives"]))
+    training = index_training(query_ids, positives)
+    candidates = index_candidates(storage.iter_batches(cfg.candidates, CANDIDATE_BATCH_ROWS, CANDIDATE_COLUMNS,
+                                                       schema_name="candidates"), training, cfg.candidates)
+    return plan_committee(training, candidates, cfg.shard_size, cfg.training_rows, cfg.candidates)
+
+
+def work_folder(output: str) -> str:
+    """Where the shards' buckets go: beside the outputs when they are local, else a local temporary folder."""
+    if storage.is_s3(output):
+        return tempfile.mkdtemp(prefix="o1e-vote-")
+    return os.path.join(storage.resolve(output)[1], "_work")
+
+
+def fill_buckets(cfg: CommitteeConfig, plan: Plan, todo: list[ShardPlan], folder: str) -> None:
+    """Each shard still to do gets its training rows and its scored candidates in a bucket (its
+    position in ``plan.shards``) under ``folder``."""
+    position = {s.shard_id: i for i, s in enumerate(plan.shards)}
+    wanted = np.zeros(len(plan.shards) + 1, dtype=bool)  # the last slot stands for NOT_VOTED
+    wanted[[position[s.shard_id] for s in todo]] = True
+    row_bucket = np.where(wanted[plan.row_shard], plan.row_shard, NOT_VOTED)
+    buckets.write_buckets(storage.iter_batches(cfg.training_rows, INPUT_BATCH_ROWS), row_bucket,
+                          np.arange(len(row_bucket)), os.path.join(folder, "training_rows"))
+    candidate_bucket = np.where(plan.candidate_row >= 0, row_bucket[plan.candidate_row], NOT_VOTED)
+    buckets.write_buckets(storage.iter_batches(cfg.candidates, INPUT_BATCH_ROWS, CANDIDATE_COLUMNS[1:]),
+                          candidate_bucket, plan.candidate_row, os.path.join(folder, "candidates"))
+
+
+def load_shard(cfg: CommitteeConfig, plan: Plan, shard: ShardPlan, folder: str) -> Shard:
+    bucket = plan.row_shard[shard.rows[0]]
+    rows = buckets.in_order(buckets.read_bucket(os.path.join(folder, "training_rows"), bucket), shard.rows)
+    candidates = buckets.read_bucket(os.path.join(folder, "candidates"), bucket)
+    return assemble_shard(shard, rows, candidates, cfg.batch_size)
+
+
 def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWriter], record: runs.RunRecord,
          started: float, show: bool) -> CommitteeResult:
-    training = storage.read_table(cfg.training_rows, schema_name="training_rows")
-    candidates = storage.read_table(cfg.candidates, columns=CANDIDATE_COLUMNS, schema_name="candidates")
-    groups, rejects = build_groups(training, candidates, cfg.training_rows, cfg.candidates)
-    shards = plan_shards(groups, cfg.shard_size, cfg.batch_size)
+    plan = make_plan(cfg)
+    rejects, shards = plan.rejects, plan.shards
     urls = output_urls(cfg.output)
     writers["rejects"].commit_shard("inputs", pa.Table.from_pylist(rejects, schema=schemas.REJECTS.arrow)
                                     if rejects else schemas.REJECTS.empty())
-    if not groups:  # nothing to vote on: the reasons are committed, the run is an error (not an empty success)
+    if not shards:  # nothing to vote on: the reasons are committed, the run is an error (not an empty success)
         writers["rejects"].finalize()
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(Counter(x["reason"] for x in rejects).items()))
         raise DatasetError(f"no query could be voted: all {len(rejects)} were rejected ({reasons or 'no rows'}; "
@@ -129,27 +176,35 @@ def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWrite
     todo = [s for s in shards if s.shard_id not in done]
     skipped = [s.shard_id for s in shards if s.shard_id in done]
     if show:
-        report.print_plan(cfg, len(groups), len(rejects), shards, todo)
+        report.print_plan(cfg, plan.num_queries, len(rejects), shards, todo, executor.placements)
     ran = []
-    for shard, scores in executor.run(todo):
-        committee_scores, training_rows = vote_shard(cfg, shard, scores, training)
-        writers["committee_scores"].commit_shard(shard.shard_id, committee_scores)
-        writers["training"].commit_shard(shard.shard_id, training_rows)
-        ran.append(shard.shard_id)
+    folder = work_folder(cfg.output)
+    try:
+        if todo:
+            fill_buckets(cfg, plan, todo, folder)
+        loaded = (load_shard(cfg, plan, s, folder) for s in todo)
+        for shard, scores in executor.run(loaded, sum(s.num_queries for s in todo)):
+            committee_scores, training_rows = vote_shard(cfg, shard, scores, shard.rows)
+            writers["committee_scores"].commit_shard(shard.shard_id, committee_scores)
+            writers["training"].commit_shard(shard.shard_id, training_rows)
+            ran.append(shard.shard_id)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
     elapsed = time.time() - started
     members_ready_s = executor.members_ready_at() - started if todo else 0.0
     extra = {"vote": cfg.vote, "members": [m.name for m in cfg.members]}
     for writer in writers.values():
         writer.finalize(extra=extra)
-    diagnostics = report.diagnostics(storage.read_table(urls["committee_scores"]),
-                                     storage.read_table(urls["rejects"]))
+    diagnostics = report.diagnostics(storage.iter_batches(urls["committee_scores"]),
+                                     storage.read_table(urls["rejects"], columns=["reason"]))
     diagnostics.update({
         "elapsed_s": elapsed, "members_ready_s": members_ready_s, "executor": cfg.executor,
         "shards": len(shards), "shards_run": len(ran),
         "shards_skipped": len(skipped), "candidates_scored": sum(s.num_candidates for s in todo),
+        "placements": {m.name: p.model_dump() for m, p in zip(cfg.members, executor.placements)},
     })
-    diagnostics = record.finish(diagnostics, rows=sum(len(s.groups) for s in todo), unit="query")
+    diagnostics = record.finish(diagnostics, rows=sum(s.num_queries for s in todo), unit="query")
     if show:
         report.print_diagnostics(cfg, diagnostics)
     return CommitteeResult(output=cfg.output, diagnostics=diagnostics, shards_run=ran, shards_skipped=skipped)

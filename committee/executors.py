@@ -7,13 +7,14 @@ scorer code, so their results are identical row for row.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
-from committee.config import CommitteeConfig
+from committee.config import CommitteeConfig, Placement
 from committee.members import ScoringBatch, build_member
 from committee.plan import Shard
 from o1e.progress import bar as progress_bar
@@ -21,8 +22,8 @@ from o1e.progress import bar as progress_bar
 ShardScores = list[list[np.ndarray]]
 
 
-def _threads(member) -> int:
-    return max(1, int(member.placement.num_cpus))
+def _threads(placement: Placement) -> int:
+    return max(1, int(placement.num_cpus))
 
 
 def _join(shard: Shard, per_batch: dict[str, list[list[np.ndarray]]], num_members: int) -> ShardScores:
@@ -35,15 +36,19 @@ class LocalExecutor:
 
     def __init__(self, cfg: CommitteeConfig) -> None:
         self.cfg = cfg
-        self.members = [build_member(m, _threads(m)) for m in cfg.members]
+        # One process: the members run one after another, each may use every core.
+        cores = float(os.cpu_count() or 1)
+        self.placements = [Placement(replicas=1, num_cpus=cores if m.placement.num_cpus is None else m.placement.num_cpus,
+                                     num_gpus=0.0) for m in cfg.members]
+        self.members = [build_member(m, _threads(p)) for m, p in zip(cfg.members, self.placements)]
         self.ready_at = time.time()
 
     def members_ready_at(self) -> float:
         """Wall-clock time at which the last member had loaded its model."""
         return self.ready_at
 
-    def run(self, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
-        total = sum(len(s.groups) for s in shards)
+    def run(self, shards: Iterable[Shard], total: int) -> Iterator[tuple[Shard, ShardScores]]:
+        """``shards``: loaded one at a time as they are scored; ``total``: their queries (for progress)."""
         with progress_bar(total=total, desc="committee (local)", unit="query", disable=not self.cfg.progress) as bar:
             for shard in shards:
                 per_batch = {}
@@ -84,29 +89,36 @@ class RayExecutor:
 
         self.cfg = cfg
         self.ray = ray = init_ray(cfg.ray)
-        cluster_has_gpus = ray.cluster_resources().get("GPU", 0) >= 1
+        cluster = ray.cluster_resources()
+        self.placements = cfg.placements(cluster.get("CPU", 1), cluster.get("GPU", 0))
         self.pools = []
-        for member in cfg.members:
-            gpus = member.placement.num_gpus
-            if gpus is None:
-                gpus = 1.0 if member.kind == "dense" and cluster_has_gpus else 0.0
+        for member, placement in zip(cfg.members, self.placements):
             actor = ray.remote(MemberActor).options(
-                num_cpus=member.placement.num_cpus, num_gpus=gpus, max_restarts=1, max_task_retries=1,
+                num_cpus=placement.num_cpus, num_gpus=placement.num_gpus, max_restarts=1, max_task_retries=1,
             )
-            self.pools.append([actor.remote(member, _threads(member)) for _ in range(member.placement.replicas)])
+            self.pools.append([actor.remote(member, _threads(placement)) for _ in range(placement.replicas)])
 
-    def run(self, shards: list[Shard]) -> Iterator[tuple[Shard, ShardScores]]:
+    def run(self, shards: Iterable[Shard], total: int) -> Iterator[tuple[Shard, ShardScores]]:
+        """``shards``: loaded one at a time, ``shards_in_flight`` ahead of the one being voted; ``total``:
+        their queries (for progress)."""
         ray, pools = self.ray, self.pools
         num_members = len(pools)
+        upcoming = enumerate(shards)
         queues = [deque() for _ in pools]  # per member: (shard index, batch id, batch ref) not yet sent
         busy = [[0] * len(pool) for pool in pools]  # outstanding calls per actor
         pending: dict = {}  # call ref -> (shard index, batch id, member index, actor index)
+        in_flight: dict[int, Shard] = {}
         received: dict[int, dict[str, list]] = {}
+        sizes: dict[str, int] = {}
 
-        def submit(shard_index: int) -> None:
-            shard = shards[shard_index]
+        def submit() -> None:
+            shard_index, shard = next(upcoming, (None, None))
+            if shard is None:
+                return
+            in_flight[shard_index] = shard
             received[shard_index] = {b.batch_id: [None] * num_members for b in shard.batches}
             for batch in shard.batches:
+                sizes[batch.batch_id] = len(batch.thoughts)
                 batch_ref = ray.put(batch)  # sent once, read by every member
                 for queue in queues:
                     queue.append((shard_index, batch.batch_id, batch_ref))
@@ -124,15 +136,11 @@ class RayExecutor:
         def shard_done(shard_index: int) -> bool:
             return all(all(r is not None for r in per) for per in received[shard_index].values())
 
-        total = sum(len(s.groups) for s in shards)
-        sizes = {b.batch_id: len(b.thoughts) for s in shards for b in s.batches}
-        submitted = 0
-        while submitted < min(self.cfg.shards_in_flight, len(shards)):
-            submit(submitted)
-            submitted += 1
+        for _ in range(self.cfg.shards_in_flight):
+            submit()
         dispatch()
         with progress_bar(total=total, desc=f"committee ({num_members} member pools)", unit="query",
-                  disable=not self.cfg.progress) as bar:
+                          disable=not self.cfg.progress) as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 shard_index, batch_id, m, a = pending.pop(done[0])
@@ -140,14 +148,13 @@ class RayExecutor:
                 slots = received[shard_index][batch_id]
                 slots[m] = ray.get(done[0])
                 if all(r is not None for r in slots):
-                    bar.update(sizes[batch_id])
+                    bar.update(sizes.pop(batch_id))
                 finished = shard_done(shard_index)
-                if finished and submitted < len(shards):
-                    submit(submitted)
-                    submitted += 1
+                if finished:
+                    submit()
                 dispatch()
                 if finished:
-                    shard = shards[shard_index]
+                    shard = in_flight.pop(shard_index)
                     yield shard, _join(shard, received.pop(shard_index), num_members)
 
     def members_ready_at(self) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import combinations
+from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -20,15 +21,22 @@ def member_top1(scores: list[list[float]]) -> list[int]:
     return [int(np.argmax(row)) for row in scores]
 
 
-def diagnostics(committee_scores: pa.Table, rejects: pa.Table) -> dict:
+def diagnostics(committee_scores: pa.Table | Iterable[pa.RecordBatch], rejects: pa.Table) -> dict:
     """Queries voted, rejects by reason, how often each member's top-1 is the final choice, pairwise
-    member agreement (same top-1), the share of unanimous queries and the mean vote margin."""
-    rows = committee_scores.to_pylist()
-    members = rows[0]["members"] if rows else []
+    member agreement (same top-1), the share of unanimous queries and the mean vote margin.
+    ``committee_scores`` may be streamed batch by batch; ``rejects`` needs its ``reason`` column."""
+    batches = committee_scores.to_batches() if isinstance(committee_scores, pa.Table) else committee_scores
+    rows = (row for batch in batches for row in batch.to_pylist())
+    members, vote = [], None
     matches = Counter()
     pairs = Counter()
-    margins = []
+    margin_sum, margins = 0.0, 0
+    voted = unanimous = 0
     for row in rows:
+        if not voted:
+            members, vote = row["members"], row["vote"]
+        voted += 1
+        unanimous += row["agreed"]
         top1 = member_top1(row["scores"])
         chosen = row["candidate_indices"].index(row["selected_index"])
         for name, top in zip(members, top1):
@@ -36,24 +44,26 @@ def diagnostics(committee_scores: pa.Table, rejects: pa.Table) -> dict:
         for (a, ta), (b, tb) in combinations(zip(members, top1), 2):
             pairs[(a, b)] += ta == tb
         if row["margin"] is not None and not np.isnan(row["margin"]):
-            margins.append(row["margin"])
-    voted = len(rows)
+            margin_sum += row["margin"]
+            margins += 1
     share = (lambda n: n / voted) if voted else (lambda n: float("nan"))
     return {
         "queries_voted": voted,
         "rejects": rejects.num_rows,
         "rejects_by_reason": dict(sorted(Counter(rejects.column("reason").to_pylist()).items())),
-        "vote": rows[0]["vote"] if rows else None,
+        "vote": vote,
         "members": members,
         "member_matches_vote": {name: share(matches[name]) for name in members},
         "pairwise_agreement": {f"{a} ~ {b}": share(pairs[(a, b)]) for a, b in combinations(members, 2)},
-        "unanimous": share(sum(row["agreed"] for row in rows)),
-        "mean_margin": float(np.mean(margins)) if margins else float("nan"),
+        "unanimous": share(unanimous),
+        "mean_margin": margin_sum / margins if margins else float("nan"),
     }
 
 
-def print_plan(cfg, num_groups: int, num_rejects: int, shards, todo) -> None:
-    members = ", ".join(f"{m.name} ({m.kind}, weight {m.weight:g}, x{m.placement.replicas})" for m in cfg.members)
+def print_plan(cfg, num_groups: int, num_rejects: int, shards, todo, placements) -> None:
+    members = ", ".join(f"{m.name} ({m.kind}, weight {m.weight:g}, {p.replicas} x {p.num_cpus:g} CPU"
+                        + (f" + {p.num_gpus:g} GPU" if p.num_gpus else "") + ")"
+                        for m, p in zip(cfg.members, placements))
     console.print(f"[bold]committee[/bold]: {num_groups:,} queries, {num_rejects} rejected; "
                   f"{len(shards)} shards ({len(shards) - len(todo)} already committed); {cfg.vote} vote")
     console.print(f"members: {members}")

@@ -9,6 +9,7 @@ pooling named in config.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from typing import Literal
 
@@ -33,7 +34,8 @@ class DenseEncoderConfig(Section):
     normalize: bool = True
     """L2-normalise embeddings, so that inner product is cosine similarity."""
     max_length: int | None = None
-    """Tokens per text; ``None`` keeps the model's own limit."""
+    """Tokens per text; ``None``: the model's own limit (``max_seq_length`` of a sentence-transformers
+    folder, else its tokenizer's)."""
     query_prefix: str = ""
     document_prefix: str = ""
     batch_size: int = 32
@@ -95,6 +97,16 @@ def pick_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def folder_max_length(model_dir: str) -> int | None:
+    """The ``max_seq_length`` a sentence-transformers folder was saved with (``None`` for a plain Hugging
+    Face folder): the length the model was trained at, often below its tokenizer's limit."""
+    path = os.path.join(model_dir, "sentence_bert_config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("max_seq_length")
+
+
 def load_encoder(config: DenseEncoderConfig, model_dir: str):
     """A ``SentenceTransformer`` for ``model_dir`` with the config's pooling and length applied."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -104,17 +116,18 @@ def load_encoder(config: DenseEncoderConfig, model_dir: str):
     transformers.logging.disable_progress_bar()
 
     device = pick_device(config.device)
+    max_length = config.max_length or folder_max_length(model_dir)
     if config.pooling == "auto":
         model = SentenceTransformer(model_dir, device=device, local_files_only=True,
                                     trust_remote_code=config.trust_remote_code)
     else:
         remote = {"trust_remote_code": True} if config.trust_remote_code else {}
-        transformer = models.Transformer(model_dir, max_seq_length=config.max_length, model_kwargs=remote,
+        transformer = models.Transformer(model_dir, max_seq_length=max_length, model_kwargs=remote,
                                          processor_kwargs=remote, config_kwargs=remote)
         pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode=config.pooling)
         model = SentenceTransformer(modules=[transformer, pooling], device=device)
-    if config.max_length is not None:
-        model.max_seq_length = config.max_length
+    if max_length is not None:
+        model.max_seq_length = max_length
     model.eval()
     return model
 

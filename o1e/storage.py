@@ -551,9 +551,11 @@ def read_table(url: str, columns: list[str] | None = None, schema_name: str | No
     return pa.concat_tables(tables)
 
 
-def iter_batches(url: str, batch_size: int = 10_000, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """Stream a committed dataset batch by batch, never holding it whole; each part checked as it is opened."""
-    manifest = read_manifest(url)
+def iter_batches(url: str, batch_size: int = 10_000, columns: list[str] | None = None,
+                 schema_name: str | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream a committed dataset batch by batch, never holding it whole; each part checked as it is opened
+    (and the dataset's schema against ``schema_name``, as ``read_table`` does)."""
+    manifest = _checked_manifest(url, schema_name) if schema_name else read_manifest(url)
     for f in manifest.files:
         check_part(url, f)
         fs, path = resolve(join(url, f["path"]))

@@ -96,11 +96,9 @@ def stage_requests(cfg: PipelineConfig, nodes: list[NodeType]) -> dict[str, list
         worker_gpus(cfg.prepare.ray, float(gpus_available)) if dense_mining else 0.0, 1)]]}
     requests["synth"] = [_engine_request("vLLM replica" if cfg.synth.engine.kind == "vllm" else "replica",
                                          cfg.synth.engine, gpus_available)]
-    requests["vote"] = [[
-        Request(f"member {m.name}", m.placement.num_cpus,
-                m.placement.num_gpus if m.placement.num_gpus is not None
-                else float(m.kind == "dense" and gpus_available), m.placement.replicas)
-        for m in cfg.vote.members]]
+    cluster_gpus = sum(n.gpus * n.count for n in nodes)
+    requests["vote"] = [[Request(f"member {m.name}", p.num_cpus, p.num_gpus, p.replicas)
+                         for m, p in zip(cfg.vote.members, cfg.vote.placements(cluster_cpus, cluster_gpus))]]
     requests["train"] = [[_workers("train worker", cfg.train.ray, cfg.train.num_workers, cluster_cpus,
                                    gpus_available)]]
     evaluations = [("eval", cfg.eval)] + [(f"baseline:{n}", b) for n, b in cfg.baselines.items()]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from committee.buckets import in_order, read_bucket, write_buckets
 from committee.config import BM25Member, CommitteeConfig
 from committee.members import BM25Scorer, ScoringBatch
-from committee.plan import build_groups, plan_shards
+from committee.plan import assemble_shard, index_candidates, index_training, plan_committee
 from committee.vote import softmax, vote
 from o1e.config import ConfigError, load_config
 
@@ -189,44 +191,76 @@ def _candidates(rows):
                      "thought": [r[2] for r in rows]})
 
 
-def test_build_groups_rejects_what_cannot_be_voted():
+def _plan(training, candidates, shard_size, training_url="training_rows", candidates_url="candidates"):
+    index = index_training(training.column("query_id"), training.column("positives").chunks)
+    return plan_committee(index, index_candidates(candidates.to_batches(max_chunksize=3), index, candidates_url),
+                          shard_size, training_url, candidates_url)
+
+
+def _shards(training, candidates, plan, batch_size, folder):
+    """The plan's shards as the driver loads them: both inputs through the buckets, in two-row batches."""
+    rows = np.arange(training.num_rows)
+    write_buckets(training.to_batches(max_chunksize=2), plan.row_shard, rows, str(folder / "t"))
+    bucket = np.where(plan.candidate_row >= 0, plan.row_shard[plan.candidate_row], -1)
+    write_buckets(candidates.to_batches(max_chunksize=2), bucket, plan.candidate_row, str(folder / "c"))
+    return [assemble_shard(s, in_order(read_bucket(str(folder / "t"), i), s.rows), read_bucket(str(folder / "c"), i),
+                           batch_size) for i, s in enumerate(plan.shards)]
+
+
+def test_plan_rejects_what_cannot_be_voted(tmp_path):
     training = _training([("q1", ["gold one"]), ("q2", []), ("q3", ["gold three"]), ("q4", ["gold four"]),
                           ("q1", ["again"]), ("q5", ["gold five"])])
     candidates = _candidates([("q1", 1, "b"), ("q1", 0, "a"), ("q1", 2, "  "), ("q2", 0, "x"),
                               ("q4", 0, ""), ("q4", 1, "   "), ("qX", 0, "orphan"), ("q5", 0, "t"),
                               ("q5", 0, "dup"), ("q5", 1, None)])
-    groups, rejects = build_groups(training, candidates, "tr", "cand")
-    assert [(g.query_id, g.candidate_indices, g.thoughts, g.gold) for g in groups] == [
+    plan = _plan(training, candidates, 10, "tr", "cand")
+    assert [r["reason"] for r in plan.rejects] == [  # repeats, then candidates, then queries, each in row order
+        "duplicate_query", "unknown_query", "duplicate_candidate", "missing_gold", "no_candidates", "empty_candidates"]
+    reasons = {(r["row"], r["reason"]) for r in plan.rejects}
+    assert reasons == {("q1", "duplicate_query"), ("qX#0", "unknown_query"), ("q5#0", "duplicate_candidate"),
+                       ("q2", "missing_gold"), ("q3", "no_candidates"), ("q4", "empty_candidates")}
+    assert all(r["stage"] == "committee" and r["detail"] for r in plan.rejects)
+    assert {r["source"] for r in plan.rejects if r["reason"] == "missing_gold"} == {"tr"}
+    assert plan.row_shard.tolist() == [0, -1, -1, -1, -1, 0]
+    assert plan.candidate_row.tolist() == [0, 0, -1, -1, -1, -1, -1, 5, -1, -1]  # scored: non-empty firsts only
+    (shard,) = _shards(training, candidates, plan, 8, tmp_path)
+    assert [(g.query_id, g.candidate_indices, g.thoughts, g.gold) for g in shard.groups] == [
         ("q1", [0, 1], ["a", "b"], "gold one"),  # sorted by candidate_index, the empty one left out
         ("q5", [0], ["t"], "gold five"),
     ]
-    reasons = {(r["row"], r["reason"]) for r in rejects}
-    assert reasons == {("q1", "duplicate_query"), ("qX#0", "unknown_query"), ("q5#0", "duplicate_candidate"),
-                       ("q2", "missing_gold"), ("q3", "no_candidates"), ("q4", "empty_candidates")}
-    assert all(r["stage"] == "committee" and r["detail"] for r in rejects)
-    assert {r["source"] for r in rejects if r["reason"] == "missing_gold"} == {"tr"}
+    assert shard.rows.column("query_id").to_pylist() == ["q1", "q5"] and shard.rows.column("row").to_pylist() == [0, 5]
+    assert plan.shards[0].num_candidates == shard.num_candidates == 3
 
 
-def test_plan_keeps_queries_sharing_a_gold_document_together():
+def test_plan_keeps_queries_sharing_a_gold_document_together(tmp_path):
     golds = ["A", "B", "A", "C", "B", "A", "D"]
     training = _training([(f"q{i}", [g]) for i, g in enumerate(golds)])
-    candidates = _candidates([(f"q{i}", c, f"t{i}{c}") for i in range(len(golds)) for c in range(3)])
-    groups, rejects = build_groups(training, candidates)
-    assert not rejects
-    shards = plan_shards(groups, shard_size=4, batch_size=2)
+    # candidates in another order than the training rows
+    candidates = _candidates([(f"q{i}", c, f"t{i}{c}") for i in reversed(range(len(golds))) for c in range(3)])
+    plan = _plan(training, candidates, shard_size=4)
+    assert not plan.rejects
     # units by first appearance: A (q0 q2 q5), B (q1 q4), C (q3), D (q6)
+    assert [s.rows.tolist() for s in plan.shards] == [[0, 2, 5], [1, 4, 3, 6]]
+    shards = _shards(training, candidates, plan, 2, tmp_path)
     assert [[g.query_id for g in s.groups] for s in shards] == [["q0", "q2", "q5"], ["q1", "q4", "q3", "q6"]]
     assert [s.shard_id for s in shards] == ["00000", "00001"]
     for shard in shards:
+        assert [shard.rows.column("query_id")[g.row].as_py() for g in shard.groups] == [g.query_id for g in shard.groups]
         for batch in shard.batches:
             assert len(batch.golds) == len(set(batch.golds))  # each gold encoded once per batch
         all_golds = [g for b in shard.batches for g in b.golds]
         assert len(all_golds) == len(set(all_golds))  # ... and once per shard
     assert [b.golds for b in shards[1].batches] == [["B"], ["C", "D"]]
     assert shards[1].batches[0].gold_of_group == [0, 0]
+    assert shards[1].groups[2].thoughts == ["t30", "t31", "t32"]
     # the plan depends only on inputs and sizes
-    again = plan_shards(build_groups(training, candidates)[0], shard_size=4, batch_size=2)
-    assert [[g.query_id for g in s.groups] for s in again] == [[g.query_id for g in s.groups] for s in shards]
+    again = _plan(training, candidates, shard_size=4)
+    assert [s.rows.tolist() for s in again.shards] == [s.rows.tolist() for s in plan.shards]
+    # only the buckets of shards still to do are filled (a resumed run)
+    plan.row_shard[plan.row_shard == 0] = -1
+    plan.candidate_row[np.isin(plan.candidate_row, plan.shards[0].rows)] = -1
+    write_buckets(training.to_batches(), plan.row_shard, np.arange(7), str(tmp_path / "resumed"))
+    assert sorted(os.listdir(tmp_path / "resumed")) == ["1"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -241,7 +275,34 @@ def test_config_defaults_are_the_papers_recipe_with_offline_members():
     bm25 = cfg.members[0]
     assert (bm25.backend, bm25.tokenizer.split, bm25.tokenizer.lowercase, bm25.tokenizer.stemmer,
             bm25.tokenizer.stopwords) == ("rank_bm25", "space", True, "none", "none")
-    assert cfg.members[1].max_length == 512 and cfg.members[1].normalize is True
+    assert cfg.members[1].max_length is None and cfg.members[1].normalize is True  # the model's own limit
+
+
+def _placed(members, cpus, gpus, **sizes):
+    cfg = CommitteeConfig(members=members, **sizes)
+    return [(p.replicas, p.num_cpus, p.num_gpus) for p in cfg.placements(cpus, gpus)]
+
+
+def test_placement_defaults_fill_the_cluster():
+    both = [{"kind": "bm25"}, {"kind": "dense"}]
+    # CPUs: the dense member (the costly one) gets one 1-CPU actor per core, BM25 one actor beside it
+    assert _placed(both, 2, 0) == [(1, 0.0, 0.0), (2, 1.0, 0.0)]
+    assert _placed([{"kind": "bm25"}], 8, 0) == [(8, 1.0, 0.0)]  # BM25 alone: every core
+    two_dense = [{"kind": "bm25"}, {"kind": "dense", "name": "a"}, {"kind": "dense", "name": "b"}]
+    assert _placed(two_dense, 8, 0) == [(1, 0.0, 0.0), (4, 1.0, 0.0), (4, 1.0, 0.0)]
+    # GPUs: one dense actor per GPU (split between dense members), the CPUs left to BM25
+    assert _placed(two_dense, 64, 8) == [(56, 1.0, 0.0), (4, 1.0, 1.0), (4, 1.0, 1.0)]
+    # ... but never more actors than batches in flight (shards_in_flight x batches per shard): bigger ones
+    assert _placed(two_dense, 64, 8, shard_size=64, batch_size=32) == [(4, 14.0, 0.0), (4, 1.0, 1.0), (4, 1.0, 1.0)]
+    # set values are kept; num_cpus alone sets the actors' size, the share their number
+    assert _placed([{"kind": "bm25"}, {"kind": "dense", "placement": {"num_cpus": 2}}], 8, 0) == [
+        (1, 0.0, 0.0), (4, 2.0, 0.0)]
+    # CPUs another member reserves are not shared out again
+    assert _placed([{"kind": "bm25", "placement": {"replicas": 3, "num_cpus": 0.5}}, {"kind": "dense",
+                    "placement": {"num_gpus": 0}}], 4, 2) == [(3, 0.5, 0.0), (2, 1.0, 0.0)]
+    # placement is not part of the fingerprint: a rerun on another cluster resumes the same shards
+    assert (CommitteeConfig(members=both).fingerprint()
+            == CommitteeConfig(members=[{"kind": "bm25", "placement": {"replicas": 7}}, {"kind": "dense"}]).fingerprint())
 
 
 def test_config_errors_name_the_key(tmp_path):
