@@ -17,7 +17,7 @@ import numpy as np
 
 from o1e import storage
 from o1e.config import ConfigError, Section
-from o1e.provenance import directory_fingerprint, fingerprint
+from o1e.provenance import fingerprint
 
 # Models that an installed Python package carries, usable by name without a hub.
 PACKAGED_MODELS = {
@@ -81,12 +81,6 @@ def check_model_dir(model_dir: str, key: str) -> None:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"{key}: {model_dir} is not a usable model folder ({one_line(str(err))[:300]}): "
                           "give a Hugging Face folder with its config.json and tokenizer files") from None
-
-
-def model_fingerprint(config: DenseEncoderConfig, model_dir: str) -> str:
-    """Identifies the embeddings a config produces: the model's files and every setting that changes them."""
-    settings = config.model_dump(exclude={"model", "batch_size", "device", "trust_remote_code"})
-    return fingerprint({"files": directory_fingerprint(model_dir), "settings": settings})
 
 
 def pick_device(device: str) -> str:

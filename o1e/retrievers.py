@@ -24,7 +24,7 @@ from pydantic import Field
 
 from o1e.bm25 import BM25Config
 from o1e.config import Section, kind_union
-from o1e.encoders import DenseEncoderConfig, encode, load_encoder, pick_device
+from o1e.encoders import DenseEncoderConfig, encode, folder_max_length, load_encoder, pick_device
 from o1e.provenance import directory_fingerprint, fingerprint
 
 # ---------------------------------------------------------------------------------------------------
@@ -110,6 +110,10 @@ def embedding_fingerprint(config, model_dir: str) -> str:
     settings = config.model_dump(exclude={"model", "batch_size", "device", "trust_remote_code"})
     if config.kind == "o1":
         settings.pop("add_special_tokens")
+    if config.kind == "dense" and config.max_length is None and config.pooling != "auto":
+        # the folder's own length, which an explicit pooling once replaced with the tokenizer's limit:
+        # vectors cached under that rule must not be taken for these
+        settings["max_length"] = folder_max_length(model_dir)
     return fingerprint({"files": directory_fingerprint(model_dir), "settings": settings})
 
 

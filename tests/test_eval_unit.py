@@ -83,3 +83,15 @@ def test_bm25_top_k_matches_full_scoring(backend):
     assert list(top) == sorted(scores, reverse=True)[:3]
     assert best[0] == 3
     assert index.scores("zebra").sum() == 0.0  # an unseen term scores nothing, without error
+
+
+def test_embedding_fingerprint_names_the_length_the_model_reads_at(minilm):
+    """An explicit pooling with no max_length reads at the folder's own length (256 for MiniLM): the same
+    vectors as naming 256, other vectors than 512, so the embedding cache keys them that way."""
+    from o1e.retrievers import DenseRetrieverConfig, embedding_fingerprint
+
+    mean = DenseRetrieverConfig(model=minilm, pooling="mean")
+    assert embedding_fingerprint(mean, minilm) == embedding_fingerprint(mean.model_copy(update={"max_length": 256}),
+                                                                        minilm)
+    assert embedding_fingerprint(mean, minilm) != embedding_fingerprint(mean.model_copy(update={"max_length": 512}),
+                                                                        minilm)
