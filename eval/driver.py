@@ -1,6 +1,6 @@
 """``o1e eval``: load a BEIR split (its corpus converted once to a Parquet dataset that the workers read),
-get thoughts for the retrievers that think, retrieve with BM25 or a
-vector retriever sharded over Ray actors, score every variant (k thoughts averaged) with pytrec_eval, write
+get thoughts for the retrievers that think, retrieve with BM25 on a Ray actor or a vector retriever sharded
+over Ray actors, score every variant (k thoughts averaged) with pytrec_eval, write
 metrics.json + per-query Parquet + a TREC run, print a table."""
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from eval import report, thoughts as thought_stage
+from eval import dataset as eval_dataset, report, thoughts as thought_stage
 from eval.config import EvalConfig
-from eval.metrics import Ranking, evaluate, trec_order
-from eval import dataset as eval_dataset
+from eval.metrics import Ranking, evaluate
 from eval.dataset import EvalDataset, prepare_corpus
 from eval.search import merge_shards, shard_plans
 from eval.thoughts import ThoughtSet
