@@ -37,6 +37,7 @@ def test_conversion_holds_what_beir_load_holds_part_by_part(tmp_path):
     assert corpus.passages(table.column("title").to_pylist(), table.column("text").to_pylist()) == expected.passages()
     some = corpus.read_rows(got.url, np.array([5, 0, 3]), ("doc_id",))
     assert some.column("doc_id").to_pylist() == ["d5", "d0", "d3"]
+    assert corpus.read_rows(got.url, np.zeros(0, np.int64)).num_rows == 0
     assert corpus.lengths(got.url, prefix=2).tolist() == [2 + len(p) for p in expected.passages()]
     assert corpus.missing_ids(got.url, ["d6", "x", "d0", "y"]) == ["x", "y"]
 
