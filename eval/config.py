@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from o1e.config import Section, StageConfig
+from o1e.corpus import PART_ROWS
 from o1e.llm.config import DEPLOYMENT_FIELDS, EngineConfig, SamplingConfig, VllmEngineConfig
 from o1e.paths import DEFAULT_CACHE, DEMO_DATA
 from o1e.provenance import fingerprint
@@ -78,8 +79,9 @@ class ThoughtsConfig(Section):
 class EvalConfig(StageConfig):
     """Evaluate one retriever on one split of a BEIR-format dataset."""
 
-    # Shard count and cache location change where work runs, not what it computes.
-    not_fingerprinted: ClassVar[tuple[str, ...]] = StageConfig.not_fingerprinted + ("shards", "cache_dir")
+    # Shard count, cache location and part size change where work runs, not what it computes.
+    not_fingerprinted: ClassVar[tuple[str, ...]] = StageConfig.not_fingerprinted + ("shards", "cache_dir",
+                                                                                    "corpus_part_rows")
 
     dataset: DatasetSource = DatasetSource()
     retriever: RetrieverConfig = BM25RetrieverConfig()
@@ -91,7 +93,11 @@ class EvalConfig(StageConfig):
     drop_self_hits: bool = True
     """BEIR's convention: drop a retrieved document whose id equals the query id."""
     cache_dir: str | None = DEFAULT_CACHE
-    """Where document embeddings are cached (local or s3://), keyed by model and corpus; ``null``: no cache."""
+    """Where document embeddings are cached (local or s3://), keyed by model and corpus, and where the corpus
+    is kept converted to Parquet (``corpus/<key>``, keyed by the file's content; converted once, reused by
+    later runs); ``null``: no embedding cache, and the converted corpus goes under the output instead."""
+    corpus_part_rows: int = Field(PART_ROWS, ge=1)
+    """Documents per Parquet part when the corpus is converted: what the conversion holds in memory at once."""
     output: str = "outputs/eval"
     ray: RayConfig = RayConfig()
 

@@ -1,5 +1,6 @@
-"""``o1e eval``: load a BEIR split, get thoughts for the retrievers that think, retrieve with BM25 or a
-vector retriever sharded over Ray actors, score every variant (k thoughts averaged) with pytrec_eval, write
+"""``o1e eval``: load a BEIR split (its corpus converted once to a Parquet dataset that the workers read),
+get thoughts for the retrievers that think, retrieve with BM25 on a Ray actor or a vector retriever sharded
+over Ray actors, score every variant (k thoughts averaged) with pytrec_eval, write
 metrics.json + per-query Parquet + a TREC run, print a table."""
 
 from __future__ import annotations
@@ -9,19 +10,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from eval import report, thoughts as thought_stage
+from eval import dataset as eval_dataset, report, thoughts as thought_stage
 from eval.config import EvalConfig
-from eval.metrics import Ranking, evaluate, trec_order
-from eval.search import assign_batches, merge_shards, plan_batches
+from eval.metrics import Ranking, evaluate
+from eval.dataset import EvalDataset, prepare_corpus
+from eval.search import merge_shards, shard_plans
 from eval.thoughts import ThoughtSet
-from eval.worker import ShardTask, ShardWorker
-from o1e import beir, storage
-from o1e.bm25 import BM25Index
+from eval.worker import BM25Worker, ShardHits, ShardTask, ShardWorker
+from o1e import corpus, storage
 from o1e.encoders import resolve_model_dir
-from o1e.progress import Counter, bar as progress_bar, wait_with_progress
+from o1e.progress import Counter, wait_with_progress
 from o1e.provenance import fingerprint
 from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
-from o1e.retrievers import average_thoughts, describe, embedding_fingerprint, expand_query_text, model_of
+from o1e.retrievers import average_thoughts, describe, embedding_fingerprint, model_of
 
 
 @dataclass
@@ -33,62 +34,72 @@ class EvalResult:
     per_query: dict[int, dict[str, dict]]
     """k -> query id -> metrics."""
     rankings: dict[int, Ranking]
-    dataset: beir.BeirDataset
+    dataset: EvalDataset
     thoughts: ThoughtSet | None = None
     info: dict = field(default_factory=dict)
 
 
-def query_thoughts(data: beir.BeirDataset, thoughts: ThoughtSet | None) -> list[list[str]]:
+def query_thoughts(data: EvalDataset, thoughts: ThoughtSet | None) -> list[list[str]]:
     """Each query's thoughts, in the order of ``data.queries``."""
     return [thoughts.by_query.get(q, []) if thoughts else [] for q in data.queries]
 
 
-def retrieve_bm25(data: beir.BeirDataset, config, ks: list[int], per_query: list[list[str]], top_k: int,
-                  drop_self_hits: bool, progress: bool = True) -> tuple[dict[int, Ranking], dict]:
-    """BM25 rankings per variant; with thoughts, variant k searches the query followed by its first k."""
-    started = time.perf_counter()
-    index = BM25Index(data.corpus.passages(), config)
-    indexed = time.perf_counter()
-    rankings: dict[int, Ranking] = {k: {} for k in ks}
-    extra = 1 if drop_self_hits else 0
-    for (query_id, text), thoughts in progress_bar(list(zip(data.queries.items(), per_query)), desc="bm25 search",
-                                          unit="query", disable=not progress):
-        for k in ks:
-            best, scores = index.top_k(expand_query_text(text, thoughts, k), top_k + extra)
-            hits = [(data.corpus.ids[i], float(s)) for i, s in zip(best, scores)]
-            if drop_self_hits:
-                hits = [h for h in hits if h[0] != query_id]
-            rankings[k][query_id] = trec_order(hits)[:top_k]
-    info = {"index_s": indexed - started, "search_s": time.perf_counter() - indexed}
+def load_dataset(cfg: EvalConfig, show: bool = True) -> EvalDataset:
+    """Queries and qrels read here; the corpus converted to Parquet (or found converted) by a Ray task."""
+    source = cfg.dataset
+
+    def run_corpus_task(corpus_url: str, judged: list[str]):
+        ray = init_ray(cfg.ray)
+        root = cfg.cache_dir or cfg.output
+        task = ray.remote(prepare_corpus).options(num_cpus=1)
+        started = time.perf_counter()
+        converted, missing = ray.get(task.remote(corpus_url, root, source.on_bad_line, judged, cfg.corpus_part_rows))
+        if show and not isinstance(converted, str):
+            report.print_corpus(converted, time.perf_counter() - started)
+        return converted, missing
+
+    return eval_dataset.load(source.path, source.split, source.on_bad_line, source.drop_unknown_docs,
+                             run_corpus_task)
+
+
+def retrieve_bm25(data: EvalDataset, cfg: EvalConfig, config, ks: list[int], per_query: list[list[str]],
+                  show: bool = True) -> tuple[dict[int, Ranking], dict]:
+    """BM25 rankings per variant, on a Ray actor that reads the corpus dataset and indexes it."""
+    ray = init_ray(cfg.ray)
+    counter = ray.remote(Counter).options(num_cpus=0).remote()
+    Worker = ray.remote(BM25Worker).options(num_cpus=cpus_per_worker(ray, cfg.ray, 1))
+    worker = Worker.remote(data.corpus.url, config, counter)
+    try:
+        pending = {worker.search.remote(data.queries, per_query, ks, cfg.top_k, cfg.drop_self_hits): "bm25"}
+        (rankings, info), = wait_with_progress(ray, pending, counter, len(data.queries), "bm25 index + search",
+                                               "query", show=show).values()
+    finally:
+        ray.kill(worker)
     return rankings, info
 
 
-def retrieve_vectors(data: beir.BeirDataset, cfg: EvalConfig, model_dir: str, ks: list[int],
+def retrieve_vectors(data: EvalDataset, cfg: EvalConfig, model_dir: str, ks: list[int],
                      per_query: list[list[str]], show: bool = True) -> tuple[dict[int, Ranking], dict]:
     """Encode the corpus over ``cfg.shards`` actors (or read it from the embedding cache), encode every
     (query, thought) pair once, average them per variant, search every shard, merge."""
     config = cfg.retriever
     model_fp = embedding_fingerprint(config, model_dir)
-    texts = data.corpus.passages()
     encoder = config.base if config.kind == "expand" else config  # what encodes the documents
     batch_size = encoder.batch_size
     prefix = len(getattr(encoder, "document_prefix", ""))
-    plan = plan_batches([prefix + len(t) for t in texts], batch_size)
     cache_fp = fingerprint({"model": model_fp, "corpus": data.corpus.fingerprint, "batch_size": batch_size})
     cache_url = None
     if cfg.cache_dir:
         cache_url = storage.join(storage.join(cfg.cache_dir, "embeddings", cache_fp), f"shards-{cfg.shards}")
 
-    tasks = []
-    for shard, batch_numbers in enumerate(assign_batches(len(plan), cfg.shards)):
-        numbers = np.concatenate([plan[b] for b in batch_numbers]) if batch_numbers else np.zeros(0, np.int64)
-        tasks.append(ShardTask(
-            shard_id=f"{shard:05d}-of-{cfg.shards:05d}", doc_numbers=numbers,
-            doc_ids=[data.corpus.ids[i] for i in numbers], texts=[texts[i] for i in numbers],
-            batch_sizes=[len(plan[b]) for b in batch_numbers], cache_url=cache_url, cache_fingerprint=cache_fp,
-        ))
-
     ray = init_ray(cfg.ray)
+    plans = ray.get(ray.remote(plan_corpus).options(num_cpus=1).remote(data.corpus.url, prefix, batch_size,
+                                                                       cfg.shards))
+    tasks = [ShardTask(shard_id=f"{shard:05d}-of-{cfg.shards:05d}", doc_numbers=numbers, batch_sizes=sizes,
+                       corpus_url=data.corpus.url, cache_url=cache_url, cache_fingerprint=cache_fp)
+             for shard, (numbers, sizes) in enumerate(plans)]
+    del plans
+
     num_cpus = cpus_per_worker(ray, cfg.ray, cfg.shards)
     options = {"num_cpus": num_cpus, "num_gpus": gpus_per_worker(ray, cfg.ray)}
     if getattr(config, "backend", None) == "vllm":
@@ -112,8 +123,8 @@ def retrieve_vectors(data: beir.BeirDataset, cfg: EvalConfig, model_dir: str, ks
 
     k_search = cfg.top_k + (1 if cfg.drop_self_hits else 0)
     pending = {w.run.remote(t, query_sets, k_search): t.shard_id for w, t in zip(workers, tasks)}
-    results = wait_with_progress(ray, pending, counter, len(texts), f"encode + search, shards={cfg.shards}", "doc",
-                                 show=show)
+    results = wait_with_progress(ray, pending, counter, len(data.corpus), f"encode + search, shards={cfg.shards}",
+                                 "doc", show=show)
     try:
         ray.get([w.shutdown.remote() for w in workers], timeout=60)
     except Exception:  # noqa: BLE001 - the workers are killed below anyway
@@ -125,17 +136,23 @@ def retrieve_vectors(data: beir.BeirDataset, cfg: EvalConfig, model_dir: str, ks
             extra={"model": model_of(config), "model_fingerprint": model_fp, "corpus": data.url,
                    "corpus_fingerprint": data.corpus.fingerprint})
 
-    ordered = [results[t.shard_id] for t in tasks]
+    ordered: list[ShardHits] = [results[t.shard_id] for t in tasks]
+    hit_ids = {int(n): d for shard in ordered for n, d in zip(shard.hit_rows, shard.hit_ids)}
     query_ids = list(data.queries)
     rankings = {
-        k: merge_shards([hits[i] for hits, _ in ordered], data.corpus.ids, query_ids, cfg.top_k, cfg.drop_self_hits)
+        k: merge_shards([shard.hits[i] for shard in ordered], hit_ids, query_ids, cfg.top_k, cfg.drop_self_hits)
         for i, k in enumerate(ks)
     }
-    shards = [info for _, info in ordered]
+    shards = [shard.info for shard in ordered]
     info = {"model_dir": model_dir, "model_fingerprint": model_fp, "embedding_cache": cache_url,
             "cache_hits": sum(s["cached"] for s in shards), "query_pairs": len(pair_queries),
             "query_encode_s": query_s, "shards": shards}
     return rankings, info
+
+
+def plan_corpus(corpus_url: str, prefix: int, batch_size: int, shards: int) -> list[tuple[np.ndarray, list[int]]]:
+    """``shard_plans`` of the corpus dataset's passage lengths (run as a Ray task: it reads every passage)."""
+    return shard_plans(corpus.lengths(corpus_url, prefix), batch_size, shards)
 
 
 def preflight(cfg: EvalConfig) -> str | None:
@@ -159,8 +176,7 @@ def run_eval(cfg: EvalConfig, show: bool = True) -> EvalResult:
     for name in report.DATASETS:
         storage.check_rerun(storage.join(cfg.output, name), cfg.fingerprint(), cfg.overwrite)
     model_dir = preflight(cfg)
-    data = beir.load(cfg.dataset.path, cfg.dataset.split, cfg.dataset.on_bad_line,
-                     drop_unknown_docs=cfg.dataset.drop_unknown_docs)
+    data = load_dataset(cfg, show)
     if show:
         report.print_dataset(data)
     thoughts = thought_stage.obtain(cfg, data, model_dir, show) if cfg.thinks else None
@@ -168,8 +184,7 @@ def run_eval(cfg: EvalConfig, show: bool = True) -> EvalResult:
     per_query_thoughts = query_thoughts(data, thoughts)
     base = cfg.retriever.base if cfg.retriever.kind == "expand" else cfg.retriever
     if base.kind == "bm25":
-        rankings, info = retrieve_bm25(data, base, ks, per_query_thoughts, cfg.top_k, cfg.drop_self_hits,
-                                       progress=show)
+        rankings, info = retrieve_bm25(data, cfg, base, ks, per_query_thoughts, show)
     else:
         rankings, info = retrieve_vectors(data, cfg, model_dir, ks, per_query_thoughts, show)
     info["retriever"] = describe(cfg.retriever)

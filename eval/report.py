@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from eval.metrics import METRICS
-from o1e import beir, lineage, runs, schemas, storage
+from eval.dataset import EvalDataset
+from o1e import lineage, runs, schemas, storage
+from o1e.corpus import CorpusDataset
 from o1e.provenance import code_version
 from o1e.retrievers import model_of
 
@@ -20,7 +22,12 @@ DATASETS = ("per_query", "run", "rejects")
 """The datasets ``write_outputs`` writes under the output, each under the eval config's fingerprint."""
 
 
-def print_dataset(data: beir.BeirDataset) -> None:
+def print_corpus(corpus: CorpusDataset, elapsed_s: float) -> None:
+    how = "done earlier, reused" if corpus.cached else f"converted in {elapsed_s:.1f} s"
+    console.print(f"corpus as Parquet: {corpus.url} ({len(corpus):,} documents; {how})", soft_wrap=True)
+
+
+def print_dataset(data: EvalDataset) -> None:
     s = data.summary()
     console.print(f"[bold]{data.url}[/bold] split={data.split}: {s['documents']:,} documents, "
                   f"{s['queries']:,} judged queries, {s['judgments']:,} judgments, {s['rejects']} rejected rows")
@@ -82,7 +89,7 @@ def trec_run(ranking: dict[str, list[tuple[str, float]]], tag: str) -> str:
 
 def write_outputs(cfg, result) -> None:
     out = cfg.output
-    data: beir.BeirDataset = result.dataset
+    data: EvalDataset = result.dataset
     rejected = data.rejects + (result.thoughts.rejects if result.thoughts is not None else [])
     parents = [{"url": data.url, "split": data.split, "corpus_fingerprint": data.corpus.fingerprint}]
     if result.thoughts is not None:

@@ -5,13 +5,15 @@ Pure functions (numpy and FAISS, no Ray) so that tests call them directly.
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import faiss
 import numpy as np
 
 from eval.metrics import Ranking, trec_order
 
 
-def plan_batches(lengths: list[int], batch_size: int) -> list[np.ndarray]:
+def plan_batches(lengths: list[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Encoding batches: documents longest first (as sentence-transformers orders them), cut every
     ``batch_size``. The plan does not depend on the shard count, so every document is encoded in the
     same batch, and gets bit-identical embeddings, whether the corpus runs on 1 shard or 16."""
@@ -24,6 +26,16 @@ def assign_batches(num_batches: int, shards: int) -> list[list[int]]:
     return [list(range(shard, num_batches, shards)) for shard in range(shards)]
 
 
+def shard_plans(lengths: np.ndarray, batch_size: int, shards: int) -> list[tuple[np.ndarray, list[int]]]:
+    """Per shard: the global row numbers it encodes, in encoding order, and the sizes of its batches."""
+    plan = plan_batches(lengths, batch_size)
+    plans = []
+    for batch_numbers in assign_batches(len(plan), shards):
+        numbers = np.concatenate([plan[b] for b in batch_numbers]) if batch_numbers else np.zeros(0, np.int64)
+        plans.append((numbers, [len(plan[b]) for b in batch_numbers]))
+    return plans
+
+
 def search_shard(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product top-k of one shard: scores and row numbers within the shard."""
     index = faiss.IndexFlatIP(doc_vectors.shape[1])
@@ -33,12 +45,13 @@ def search_shard(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int) -> 
 
 def merge_shards(
     shard_hits: list[tuple[np.ndarray, np.ndarray]],
-    doc_ids: list[str],
+    doc_ids: Sequence[str] | Mapping[int, str],
     query_ids: list[str],
     k: int,
     drop_self_hits: bool = True,
 ) -> Ranking:
-    """Merge per-shard hits (scores, global document numbers) into each query's top ``k``.
+    """Merge per-shard hits (scores, global document numbers) into each query's top ``k``; ``doc_ids``
+    maps a document number to its id (the whole corpus's list, or just the numbers hit).
 
     Ties are ordered as trec_eval orders them (document id descending), so the ranking does not
     depend on how the corpus was sharded. With ``drop_self_hits`` a document whose id equals the query

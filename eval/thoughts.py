@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from eval.config import EvalConfig, ExpansionPrompt
+from eval.dataset import EvalDataset
 from o1e import beir, storage
 from o1e.llm import Request, ShardWork, make_engine
 from o1e.llm.base import EngineError
@@ -146,7 +147,7 @@ def generation_fingerprint(cfg: EvalConfig, engine, model_dir: str | None, query
                         "n": t.n, "seed": t.seed, "shard_size": t.shard_size, "queries": query_ids})
 
 
-def generate(cfg: EvalConfig, data: beir.BeirDataset, model_dir: str | None, show: bool = True) -> ThoughtSet:
+def generate(cfg: EvalConfig, data: EvalDataset, model_dir: str | None, show: bool = True) -> ThoughtSet:
     """Generate (or resume) the ``thoughts`` dataset under ``<output>/thoughts``."""
     t = cfg.thoughts
     engine_cfg = engine_config(cfg, model_dir)
@@ -206,7 +207,7 @@ def generate(cfg: EvalConfig, data: beir.BeirDataset, model_dir: str | None, sho
     return thoughts
 
 
-def obtain(cfg: EvalConfig, data: beir.BeirDataset, model_dir: str | None, show: bool = True) -> ThoughtSet:
+def obtain(cfg: EvalConfig, data: EvalDataset, model_dir: str | None, show: bool = True) -> ThoughtSet:
     if cfg.thoughts.source:
         return read_source(cfg.thoughts.source, set(data.queries), cfg.thoughts.n)
     return generate(cfg, data, model_dir, show)

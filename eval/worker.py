@@ -1,5 +1,7 @@
-"""One shard's work: encode (or load from cache) its documents with a vector retriever, then search them
-for every query variant. Ray-free: the driver runs it as a Ray actor, tests may run it in-process."""
+"""The workers that read the corpus dataset themselves. ``ShardWorker``: one shard's work: read its
+documents, encode them (or load them from the embedding cache) with a vector retriever, then search them
+for every query variant. ``BM25Worker``: BM25 over the whole corpus. Ray-free: the driver runs them as
+Ray actors, tests may run them in-process."""
 
 from __future__ import annotations
 
@@ -9,20 +11,32 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from eval.metrics import Ranking, trec_order
 from eval.search import search_shard
-from o1e import storage
-from o1e.retrievers import build_retriever
+from o1e import corpus, storage
+from o1e.bm25 import BM25Index
+from o1e.retrievers import build_retriever, expand_query_text
 
 
 @dataclass
 class ShardTask:
     shard_id: str
     doc_numbers: np.ndarray  # global row numbers in the corpus, in encoding order
-    doc_ids: list[str]
-    texts: list[str]
-    batch_sizes: list[int]  # the shard's batches, consecutive in ``texts``
+    batch_sizes: list[int]  # the shard's batches, consecutive in ``doc_numbers``
+    corpus_url: str
     cache_url: str | None
     cache_fingerprint: str
+
+
+@dataclass
+class ShardHits:
+    """What a shard sends back: per variant its top-k (scores, global row numbers; -1 pads), and the
+    document ids of the rows among them (``hit_rows`` ascending, ``hit_ids`` aligned)."""
+
+    hits: list[tuple[np.ndarray, np.ndarray]]
+    hit_rows: np.ndarray
+    hit_ids: list[str]
+    info: dict
 
 
 def vectors_to_table(doc_ids: list[str], vectors: np.ndarray) -> pa.Table:
@@ -50,46 +64,85 @@ class ShardWorker:
         """One vector per (query, thought); an empty thought is the query without thinking."""
         return self.retriever.encode_pairs(queries, thoughts)
 
-    def shard_vectors(self, task: ShardTask) -> tuple[np.ndarray, bool]:
-        """The shard's document vectors (rows in ``task.doc_numbers`` order) and whether they were cached."""
-        writer = None
+    def shard_vectors(self, task: ShardTask) -> tuple[np.ndarray, list[str], bool]:
+        """The shard's document vectors and ids (rows in ``task.doc_numbers`` order), and whether the
+        vectors were cached."""
+        writer = cached = None
         if task.cache_url:
             writer = storage.DatasetWriter(task.cache_url, "embeddings", config_fingerprint=task.cache_fingerprint)
             cached = writer.read_shard(task.shard_id)
-            if cached is not None:
-                if cached.column("doc_id").to_pylist() != task.doc_ids:
-                    raise storage.StorageError(f"embedding cache {task.cache_url} shard {task.shard_id} does not "
-                                               "hold this shard's documents; delete that folder and rerun")
-                return table_to_vectors(cached), True
+        columns = ("doc_id",) if cached is not None else ("doc_id", "title", "text")
+        rows = corpus.read_rows(task.corpus_url, task.doc_numbers, columns)
+        doc_ids = rows.column("doc_id").to_pylist()
+        if cached is not None:
+            if cached.column("doc_id").to_pylist() != doc_ids:
+                raise storage.StorageError(f"embedding cache {task.cache_url} shard {task.shard_id} does not "
+                                           "hold this shard's documents; delete that folder and rerun")
+            return table_to_vectors(cached), doc_ids, True
+        texts = corpus.passages(rows.column("title").to_pylist(), rows.column("text").to_pylist())
+        del rows
         parts, start = [], 0
         for size in task.batch_sizes:
-            batch = task.texts[start:start + size]
-            parts.append(self.retriever.encode_documents(batch))
+            parts.append(self.retriever.encode_documents(texts[start:start + size]))
             start += size
             if self.counter is not None:
                 self.counter.add.remote(size)
         vectors = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
         if writer is not None:
-            writer.commit_shard(task.shard_id, vectors_to_table(task.doc_ids, vectors))
-        return vectors, False
+            writer.commit_shard(task.shard_id, vectors_to_table(doc_ids, vectors))
+        return vectors, doc_ids, False
 
-    def run(self, task: ShardTask, query_sets: list[np.ndarray], k: int
-            ) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict]:
-        """For each query matrix (one per variant), the top-``k`` (scores, global document numbers) of
-        every query within this shard."""
+    def run(self, task: ShardTask, query_sets: list[np.ndarray], k: int) -> ShardHits:
+        """For each query matrix (one per variant), the top-``k`` (scores, global row numbers) of every
+        query within this shard, with the ids of the documents hit."""
         started = time.perf_counter()
-        vectors, cached = self.shard_vectors(task)
+        vectors, doc_ids, cached = self.shard_vectors(task)
         encoded = time.perf_counter()
-        hits = []
+        hits, hit_local = [], []
         for query_vectors in query_sets:
             scores, local = search_shard(vectors, query_vectors, k)
             hits.append((scores, np.where(local >= 0, task.doc_numbers[np.maximum(local, 0)], -1)))
-        info = {"shard": task.shard_id, "documents": len(task.doc_ids), "cached": cached,
+            hit_local.append(local[local >= 0])
+        local_rows = np.unique(np.concatenate(hit_local)) if hit_local else np.zeros(0, np.int64)
+        hit_rows = task.doc_numbers[local_rows]
+        order = np.argsort(hit_rows)
+        info = {"shard": task.shard_id, "documents": len(doc_ids), "cached": cached,
                 "encode_s": encoded - started, "search_s": time.perf_counter() - encoded}
-        return hits, info
+        return ShardHits(hits, hit_rows[order], [doc_ids[i] for i in local_rows[order]], info)
 
     def shutdown(self) -> None:
         """Stop a vLLM pooling engine now rather than when the actor is killed."""
         pooler = getattr(self.retriever, "vllm", None)
         if pooler is not None:
             pooler.shutdown()
+
+
+class BM25Worker:
+    """BM25 over the corpus dataset: reads every passage, indexes them, ranks the queries."""
+
+    def __init__(self, corpus_url: str, config, counter=None) -> None:
+        table = corpus.read_rows(corpus_url)
+        self.doc_ids = table.column("doc_id").to_pylist()
+        texts = corpus.passages(table.column("title").to_pylist(), table.column("text").to_pylist())
+        del table
+        started = time.perf_counter()
+        self.index = BM25Index(texts, config)
+        self.index_s = time.perf_counter() - started
+        self.counter = counter  # a Ray actor handle of o1e.progress.Counter, or None
+
+    def search(self, queries: dict[str, str], per_query: list[list[str]], ks: list[int], top_k: int,
+               drop_self_hits: bool) -> tuple[dict[int, Ranking], dict]:
+        """Rankings per variant; with thoughts, variant k searches the query followed by its first k."""
+        started = time.perf_counter()
+        rankings: dict[int, Ranking] = {k: {} for k in ks}
+        extra = 1 if drop_self_hits else 0
+        for (query_id, text), thoughts in zip(queries.items(), per_query):
+            for k in ks:
+                best, scores = self.index.top_k(expand_query_text(text, thoughts, k), top_k + extra)
+                hits = [(self.doc_ids[i], float(s)) for i, s in zip(best, scores)]
+                if drop_self_hits:
+                    hits = [h for h in hits if h[0] != query_id]
+                rankings[k][query_id] = trec_order(hits)[:top_k]
+            if self.counter is not None:
+                self.counter.add.remote(1)
+        return rankings, {"index_s": self.index_s, "search_s": time.perf_counter() - started}

@@ -174,12 +174,9 @@ def available_splits(url: str) -> list[str]:
     return [n[: -len(".tsv")] for n in storage.listdir(storage.join(url, "qrels")) if n.endswith(".tsv")]
 
 
-def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file: str = "corpus.jsonl",
-         queries_file: str = "queries.jsonl", drop_unknown_docs: bool = False) -> BeirDataset:
-    """Load one split of a BEIR dataset. Qrels naming an unknown query are rejects. Qrels naming a document
-    missing from the corpus are counted (reason ``unknown_doc``) and, as BEIR's loader and MTEB do, kept in
-    the judgments: the document is simply never retrieved. ``drop_unknown_docs`` drops them instead (what
-    a stage that needs the judged passages' text must do)."""
+def check_layout(url: str, split: str, corpus_file: str = "corpus.jsonl", queries_file: str = "queries.jsonl"
+                 ) -> str:
+    """The split's qrels file, after checking that the folder holds every file a BEIR dataset needs."""
     if not storage.is_dir(url):
         raise DatasetError(f"dataset folder not found: {url} (give a BEIR folder or s3:// prefix holding "
                            "corpus.jsonl, queries.jsonl and qrels/)")
@@ -190,12 +187,15 @@ def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file:
     for name in (corpus_file, queries_file):
         if not storage.exists(storage.join(url, name)):
             raise DatasetError(f"{storage.join(url, name)} not found: a BEIR dataset needs {name}")
-    rejects: list[Reject] = []
-    corpus = load_corpus(storage.join(url, corpus_file), on_bad_line, rejects)
-    all_queries = load_queries(storage.join(url, queries_file), on_bad_line, rejects)
-    raw_qrels = load_qrels(qrels_url, on_bad_line, rejects)
+    return qrels_url
 
-    known_docs = set(corpus.ids)
+
+def resolve_judgments(qrels_url: str, all_queries: dict[str, str], raw_qrels: dict[str, dict[str, int]],
+                      missing_docs: set[str], rejects: list[Reject], *, drop_unknown_docs: bool = False,
+                      corpus_file: str = "corpus.jsonl", queries_file: str = "queries.jsonl"
+                      ) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """The judged queries and their qrels, given the judged documents the corpus lacks (``missing_docs``):
+    qrels naming an unknown query are rejects; unknown documents are counted and kept (or dropped)."""
     rejected_queries = {r.row for r in rejects if r.reason == "empty_query"}
     qrels: dict[str, dict[str, int]] = {}
     for query_id, judged in raw_qrels.items():
@@ -207,14 +207,32 @@ def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file:
             continue
         fate = "dropped" if drop_unknown_docs else "kept in the judgments, never retrieved"
         for doc_id in judged:
-            if doc_id not in known_docs:
+            if doc_id in missing_docs:
                 rejects.append(Reject(qrels_url, f"{query_id}/{doc_id}", "unknown_doc",
                                       f"{qrels_url}: query {query_id!r} judges {doc_id!r}, not in {corpus_file} "
                                       f"({fate})"))
-        kept = {d: r for d, r in judged.items() if d in known_docs or not drop_unknown_docs}
+        kept = {d: r for d, r in judged.items() if d not in missing_docs or not drop_unknown_docs}
         if kept:
             qrels[query_id] = kept
     if not qrels:
         raise DatasetError(f"{qrels_url}: no usable judgments (every qrel names an unknown query or document)")
-    queries = {q: all_queries[q] for q in qrels}
+    return {q: all_queries[q] for q in qrels}, qrels
+
+
+def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file: str = "corpus.jsonl",
+         queries_file: str = "queries.jsonl", drop_unknown_docs: bool = False) -> BeirDataset:
+    """Load one split of a BEIR dataset. Qrels naming an unknown query are rejects. Qrels naming a document
+    missing from the corpus are counted (reason ``unknown_doc``) and, as BEIR's loader and MTEB do, kept in
+    the judgments: the document is simply never retrieved. ``drop_unknown_docs`` drops them instead (what
+    a stage that needs the judged passages' text must do)."""
+    qrels_url = check_layout(url, split, corpus_file, queries_file)
+    rejects: list[Reject] = []
+    corpus = load_corpus(storage.join(url, corpus_file), on_bad_line, rejects)
+    all_queries = load_queries(storage.join(url, queries_file), on_bad_line, rejects)
+    raw_qrels = load_qrels(qrels_url, on_bad_line, rejects)
+    known_docs = set(corpus.ids)
+    missing = {d for judged in raw_qrels.values() for d in judged if d not in known_docs}
+    queries, qrels = resolve_judgments(qrels_url, all_queries, raw_qrels, missing, rejects,
+                                       drop_unknown_docs=drop_unknown_docs, corpus_file=corpus_file,
+                                       queries_file=queries_file)
     return BeirDataset(url=url, split=split, corpus=corpus, queries=queries, qrels=qrels, rejects=rejects)

@@ -76,6 +76,19 @@ REJECTS = DatasetSchema(
     ),
 )
 
+CORPUS = DatasetSchema(
+    "corpus", 1,
+    "A BEIR `corpus.jsonl` converted to Parquet (o1e.corpus), one row per document in file order; eval keeps "
+    "it under `<cache_dir>/corpus/<key>`, keyed by the file's content.",
+    (
+        Column("row", pa.int64(), "0-based row number of the document in the dataset"),
+        Column("doc_id", pa.string(), "corpus `_id`"),
+        Column("title", pa.string(), "document title (empty when the line has none)"),
+        Column("text", pa.string(), "document text (empty when the line has none)"),
+        Column("line", pa.int64(), "1-based line of the document in the source `corpus.jsonl`"),
+    ),
+)
+
 EMBEDDINGS = DatasetSchema(
     "embeddings", 1,
     "Document embeddings, as cached by eval (one part per shard), keyed by model and corpus fingerprint.",
@@ -198,8 +211,8 @@ COMMITTEE_SCORES = DatasetSchema(
 
 ALL: dict[str, DatasetSchema] = {
     s.name: s
-    for s in (TRAINING_ROWS, CANDIDATES, COMMITTEE_SCORES, TRAINING, THOUGHTS, EMBEDDINGS, EVAL_RUN, EVAL_PER_QUERY,
-              REJECTS)
+    for s in (TRAINING_ROWS, CANDIDATES, COMMITTEE_SCORES, TRAINING, THOUGHTS, CORPUS, EMBEDDINGS, EVAL_RUN,
+              EVAL_PER_QUERY, REJECTS)
 }
 
 

@@ -26,8 +26,11 @@ def one_shard(ray_cluster, demo_data, tmp_path_factory):
 
 def test_dense_two_shards_rank_exactly_like_one(ray_cluster, demo_data, one_shard, tmp_path):
     one, _ = one_shard
-    two = run_eval(dense_config(demo_data, str(tmp_path / "out"), 2, str(tmp_path / "cache")), show=False)
+    # The corpus converted into 3 Parquet parts: each shard reads its rows from all of them.
+    two = run_eval(dense_config(demo_data, str(tmp_path / "out"), 2, str(tmp_path / "cache"), corpus_part_rows=150),
+                   show=False)
     assert two.rankings[0] == one.rankings[0]  # same documents, same order, same scores
+    assert len(storage.read_manifest(two.dataset.corpus.url).files) == 3
     assert two.metrics == one.metrics
     assert one.metrics["num_queries"] == 100 and one.metrics["ndcg@10"] > 0.8  # MiniLM on the bundled slice
 

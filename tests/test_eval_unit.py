@@ -85,6 +85,28 @@ def test_bm25_top_k_matches_full_scoring(backend):
     assert index.scores("zebra").sum() == 0.0  # an unseen term scores nothing, without error
 
 
+@pytest.mark.parametrize("backend", ["rank_bm25", "bm25s"])
+def test_bm25_worker_reads_the_corpus_dataset_and_ranks_like_an_index_of_the_jsonl(tmp_path, backend):
+    import json
+
+    from eval.worker import BM25Worker
+    from o1e import corpus
+
+    docs = [{"_id": doc_id, "title": t, "text": x} for doc_id, t, x in [
+        ("d0", "Cats", "purr softly"), ("d1", "", "dogs bark loudly at cats"), ("d2", "Market", "the stock market"),
+        ("d3", "", "cats and dogs"), ("q1", "", "dogs dogs")]]
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    converted = corpus.convert(str(tmp_path / "corpus.jsonl"), str(tmp_path / "corpus"), part_rows=2)
+    config = BM25Config(backend=backend)
+    worker = BM25Worker(converted.url, config)
+    queries = {"q0": "cats dogs", "q1": "dogs"}
+    rankings, _ = worker.search(queries, [[], ["cats market"]], [0, 1], top_k=3, drop_self_hits=True)
+    index = BM25Index([(d["title"] + " " + d["text"]).strip() for d in docs], config)
+    best, scores = index.top_k("cats dogs", 4)
+    assert rankings[0]["q0"] == trec_order([(docs[i]["_id"], float(s)) for i, s in zip(best, scores)])[:3]
+    assert "q1" not in [d for d, _ in rankings[0]["q1"]] and len(rankings[1]["q1"]) == 3  # BEIR's self-hit rule
+
+
 def test_embedding_fingerprint_names_the_length_the_model_reads_at(minilm):
     """An explicit pooling with no max_length reads at the folder's own length (256 for MiniLM): the same
     vectors as naming 256, other vectors than 512, so the embedding cache keys them that way."""
