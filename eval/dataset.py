@@ -3,28 +3,15 @@ workers read (``o1e.corpus``). Ray-free: the driver runs ``prepare_corpus`` as a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from o1e import beir, corpus as corpus_data, storage
 from o1e.corpus import CorpusDataset
 
 
 @dataclass
-class EvalDataset:
-    url: str
-    split: str
-    corpus: CorpusDataset
-    queries: dict[str, str]  # only the queries judged in this split, in qrels order
-    qrels: dict[str, dict[str, int]]
-    rejects: list[beir.Reject] = field(default_factory=list)
-
-    def summary(self) -> dict[str, int]:
-        return {
-            "documents": len(self.corpus),
-            "queries": len(self.queries),
-            "judgments": sum(len(v) for v in self.qrels.values()),
-            "rejects": len(self.rejects),
-        }
+class EvalDataset(beir.BeirDataset):
+    corpus: CorpusDataset  # a Parquet dataset the workers read, not texts held here
 
 
 def prepare_corpus(source: str, root: str, on_bad_line: beir.OnBadLine, judged_doc_ids: list[str],
