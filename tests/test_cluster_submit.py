@@ -50,6 +50,13 @@ def ray_head():  # one head for both jobs: starting and stopping one takes ~45 s
                 if time.time() > deadline or head.poll() is not None:
                     pytest.fail("the Ray head did not come up within 120 s")
                 time.sleep(1)
+        # The dashboard answers before its job agent is up ("No available agent to submit job, please try
+        # again later"): a trivial job, retried, says when jobs can be submitted.
+        while subprocess.run([RAY, "job", "submit", "--address", address, "--", "true"], env=env,
+                             capture_output=True, timeout=120).returncode != 0:
+            if time.time() > deadline or head.poll() is not None:
+                pytest.fail("the Ray head took no job within 120 s")
+            time.sleep(2)
         yield address, env
     finally:
         os.killpg(head.pid, signal.SIGTERM)
