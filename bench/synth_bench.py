@@ -80,7 +80,7 @@ def main() -> None:
     from vllm import LLM, SamplingParams, TokensPrompt
 
     tokenizer = AutoTokenizer.from_pretrained(model)
-    pool = load_pool(rows_url)
+    pool = load_pool(rows_url, cfg.example_pool_rows, cfg.seed)
     requests = []
     for row in storage.read_table(rows_url).to_pylist():
         for prompt in P.candidate_prompts(cfg.prompt, pool, cfg.seed, row["query_id"], row["query"], 3):

@@ -51,33 +51,41 @@ class Reservoir:
 
 
 def load_pool(url: str, max_rows: int, seed: int, batch_rows: int = 65_536) -> ExamplePool:
-    """The usable rows' query and first positive, read column-wise batch by batch, in input order. When
-    more than ``max_rows`` rows are usable, a seeded uniform sample of ``max_rows`` of them (still in
-    input order), drawn without ever holding more: the pool, not the input, bounds the driver's memory.
-    Up to ``max_rows`` every usable row is kept, so the pool (and every prompt) is the same as with no
-    bound at all."""
+    """The usable rows' query and first positive, in input order. When more than ``max_rows`` rows are
+    usable, a seeded uniform sample of ``max_rows`` of them (still in input order): the pool, not the
+    input, bounds the driver's memory. Up to ``max_rows`` every usable row is kept, so the pool (and every
+    prompt) is the same as with no bound at all.
+
+    Two passes over the columns, batch by batch: the first draws which rows the pool keeps and holds only
+    their positions; the second reads those rows' texts into Arrow columns, so no Python string outlives
+    its batch."""
     reservoir = Reservoir(max_rows, stable_seed(seed, "example pool"))
-    positions: list[int] = []
-    ids: list[str] = []
-    queries: list[str] = []
-    responses: list[str] = []
+    kept = np.zeros(0, dtype=np.int64)
+    position = 0
+    for batch in storage.iter_batches(url, batch_rows, columns=["query", "positives"]):
+        usable = position + np.array([offset for offset, (query, positives)
+                                      in enumerate(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()))
+                                      if row_problem(query, positives) is None], dtype=np.int64)
+        position += batch.num_rows
+        slots = reservoir.slots(len(usable))
+        filling = max(0, min(len(usable), max_rows - len(kept)))  # the stream's first max_rows items, in order
+        kept = np.concatenate([kept, usable[:filling]])
+        for slot, row in zip(slots[filling:].tolist(), usable[filling:].tolist()):  # in stream order
+            if slot >= 0:
+                kept[slot] = row
+    kept.sort()
+
+    columns: list[list[pa.Array]] = [[], [], []]
     position = 0
     for batch in storage.iter_batches(url, batch_rows, columns=["query_id", "query", "positives"]):
-        usable = [(position + offset, query_id, query, first_positive(positives))
-                  for offset, (query_id, query, positives)
-                  in enumerate(zip(*(batch.column(i).to_pylist() for i in range(3))))
-                  if row_problem(query, positives) is None]
+        first, last = np.searchsorted(kept, [position, position + batch.num_rows])
+        if last > first:
+            rows = batch.take(pa.array(kept[first:last] - position))
+            responses = pa.array([first_positive(p) for p in rows.column(2).to_pylist()], pa.large_string())
+            for column, values in zip(columns, (rows.column(0), rows.column(1), responses)):
+                column.append(values.cast(pa.large_string()))
         position += batch.num_rows
-        for slot, row in zip(reservoir.slots(len(usable)).tolist(), usable):
-            if slot == len(ids):
-                for column, value in zip((positions, ids, queries, responses), row):
-                    column.append(value)
-            elif slot >= 0:
-                for column, value in zip((positions, ids, queries, responses), row):
-                    column[slot] = value
-    order = np.argsort(np.asarray(positions, dtype=np.int64), kind="stable")
-    return ExamplePool(*(pa.array([column[i] for i in order], pa.large_string())
-                         for column in (ids, queries, responses)))
+    return ExamplePool(*(pa.concat_arrays(c) if c else pa.array([], pa.large_string()) for c in columns))
 
 
 @dataclass
