@@ -375,9 +375,15 @@ def _refuse_others(url: str, theirs: set[str | None], ours: str | None) -> None:
         )
 
 
+ROW_GROUP_ROWS = 16_384
+"""Rows per Parquet row group of every part written. A reader streaming a part (``iter_batches``, DuckDB,
+Polars' scans) holds one row group of each column it reads: this bounds it, where pyarrow's default
+(up to 1Mi rows, a whole part) would hold the part."""
+
+
 def _encode_part(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     return sink.getvalue().to_pybytes()
 
 

@@ -50,7 +50,7 @@ class Reservoir:
         return slots
 
 
-def load_pool(url: str, max_rows: int, seed: int, batch_rows: int = 65_536) -> ExamplePool:
+def load_pool(url: str, max_rows: int, seed: int, batch_rows: int = 8_192) -> ExamplePool:
     """The usable rows' query and first positive, in input order. When more than ``max_rows`` rows are
     usable, a seeded uniform sample of ``max_rows`` of them (still in input order): the pool, not the
     input, bounds the driver's memory. Up to ``max_rows`` every usable row is kept, so the pool (and every
