@@ -29,7 +29,16 @@ REJECTS = "rejects"
 
 
 def driver_peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MiB (Linux reports KiB, macOS bytes)."""
+    """This process's peak resident set size so far, in MiB. On Linux it is the ``VmHWM`` of
+    /proc/self/status: ``getrusage``'s ``ru_maxrss`` survives ``exec``, so a stage started by a large
+    process (a benchmark, a notebook) would report its parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
