@@ -85,12 +85,11 @@ class RayExecutor:
     calls_per_actor = 2
 
     def __init__(self, cfg: CommitteeConfig) -> None:
-        from o1e.ray_utils import init_ray
+        from o1e.ray_utils import free_cpus, init_ray
 
         self.cfg = cfg
         self.ray = ray = init_ray(cfg.ray)
-        cluster = ray.cluster_resources()
-        self.placements = cfg.placements(cluster.get("CPU", 1), cluster.get("GPU", 0))
+        self.placements = cfg.placements(free_cpus(ray), ray.cluster_resources().get("GPU", 0))
         self.pools = []
         for member, placement in zip(cfg.members, self.placements):
             actor = ray.remote(MemberActor).options(

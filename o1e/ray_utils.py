@@ -8,7 +8,7 @@ import os
 from o1e.config import Section
 
 # Non-secret settings that workers on other nodes need to reach the same object store.
-_FORWARDED_ENV = ("O1E_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
+_FORWARDED_ENV = ("O1E_S3_ENDPOINT", "O1E_S3_MAX_ATTEMPTS", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
                   "AWS_DEFAULT_REGION", "HF_HUB_OFFLINE")
 
 
@@ -18,7 +18,8 @@ class RayConfig(Section):
     num_cpus: int | None = None
     """CPUs of a new local cluster (``None``: all)."""
     num_cpus_per_worker: float | None = None
-    """``None``: the cluster's CPUs shared evenly among the stage's workers (at least 1 each)."""
+    """``None``: the CPUs free when the stage places its workers, shared evenly among them (at least 1 each,
+    at most one node's)."""
     num_gpus_per_worker: float | None = None
     """``None``: one GPU per worker when the cluster has GPUs, none otherwise."""
 
@@ -37,8 +38,16 @@ def worker_gpus(config: RayConfig, cluster_gpus: float) -> float:
     return 1.0 if cluster_gpus >= 1 else 0.0
 
 
+def free_cpus(ray) -> float:
+    """The cluster's CPUs that no one holds now (at least 1). Stages size their CPU shares by these, not by
+    the cluster's total: under ``ray job submit`` the job's own driver holds some, and a share of the total
+    would ask for CPUs that can never be granted, so the stage would wait forever."""
+    return max(1.0, float(ray.available_resources().get("CPU", 0)))
+
+
 def cpus_per_worker(ray, config: RayConfig, workers: int) -> float:
-    return worker_cpus(config, workers, ray.cluster_resources().get("CPU", 1))
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)
+    return min(worker_cpus(config, workers, free_cpus(ray)), max(1.0, largest))
 
 
 def gpus_per_worker(ray, config: RayConfig) -> float:

@@ -81,9 +81,12 @@ def _engine_request(what: str, engine, gpus_available: bool) -> list[Request]:
     return [Request(what, engine.num_cpus_per_replica, gpus, engine.replicas)]
 
 
-def _workers(what: str, ray_cfg, count: int, cluster_cpus: float, gpus_available: bool) -> Request:
-    """As the stages place them at run time (o1e.ray_utils)."""
-    return Request(what, worker_cpus(ray_cfg, count, cluster_cpus), worker_gpus(ray_cfg, float(gpus_available)), count)
+def _workers(what: str, ray_cfg, count: int, nodes: list[NodeType], gpus_available: bool) -> Request:
+    """As the stages place them at run time (``o1e.ray_utils.cpus_per_worker``, on an idle cluster)."""
+    cluster_cpus = sum(n.cpus * n.count for n in nodes)
+    largest = max((n.cpus for n in nodes), default=1.0)
+    return Request(what, min(worker_cpus(ray_cfg, count, cluster_cpus), max(1.0, largest)),
+                   worker_gpus(ray_cfg, float(gpus_available)), count)
 
 
 def stage_requests(cfg: PipelineConfig, nodes: list[NodeType]) -> dict[str, list[list[Request]]]:
@@ -91,15 +94,14 @@ def stage_requests(cfg: PipelineConfig, nodes: list[NodeType]) -> dict[str, list
     gpus_available = any(n.gpus for n in nodes)
     cluster_cpus = sum(n.cpus * n.count for n in nodes)
     dense_mining = cfg.prepare.mining.method in ("dense", "o1")
-    requests: dict[str, list[list[Request]]] = {"prepare": [[Request(
-        "mining worker", worker_cpus(cfg.prepare.ray, 1, max((n.cpus for n in nodes), default=1.0)),
-        worker_gpus(cfg.prepare.ray, float(gpus_available)) if dense_mining else 0.0, 1)]]}
+    requests: dict[str, list[list[Request]]] = {
+        "prepare": [[_workers("mining worker", cfg.prepare.ray, 1, nodes, gpus_available and dense_mining)]]}
     requests["synth"] = [_engine_request("vLLM replica" if cfg.synth.engine.kind == "vllm" else "replica",
                                          cfg.synth.engine, gpus_available)]
     cluster_gpus = sum(n.gpus * n.count for n in nodes)
     requests["vote"] = [[Request(f"member {m.name}", p.num_cpus, p.num_gpus, p.replicas)
                          for m, p in zip(cfg.vote.members, cfg.vote.placements(cluster_cpus, cluster_gpus))]]
-    requests["train"] = [[_workers("train worker", cfg.train.ray, cfg.train.num_workers, cluster_cpus,
+    requests["train"] = [[_workers("train worker", cfg.train.ray, cfg.train.num_workers, nodes,
                                    gpus_available)]]
     evaluations = [("eval", cfg.eval)] + [(f"baseline:{n}", b) for n, b in cfg.baselines.items()]
     for name, ecfg in evaluations:
@@ -107,7 +109,7 @@ def stage_requests(cfg: PipelineConfig, nodes: list[NodeType]) -> dict[str, list
         if ecfg.thinks and ecfg.thoughts.source is None:  # thoughts first, their engine closed before search
             phases.append(_engine_request("thought replica", ecfg.thoughts.engine, gpus_available))
         if ecfg.retriever.kind != "bm25":
-            phases.append([_workers("eval shard", ecfg.ray, ecfg.shards, cluster_cpus, gpus_available)])
+            phases.append([_workers("eval shard", ecfg.ray, ecfg.shards, nodes, gpus_available)])
         requests[name] = phases
     return requests
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from o1e import beir, runs, schemas, storage
 from o1e.progress import Counter, bar as progress_bar, wait_with_progress
-from o1e.ray_utils import gpus_per_worker, init_ray, worker_cpus
+from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
 from synth.config import PrepareConfig
 from synth.mining import MiningWorker
 from synth.report import console
@@ -193,12 +193,10 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
 
 
 def _worker_resources(ray, cfg: PrepareConfig) -> dict:
-    """The mining worker's share, as the dry run places it (``pipeline.resources``): ``ray``'s CPUs per
-    worker, else a whole node's (the largest: one worker cannot span nodes); a GPU for dense mining where
-    the cluster has one."""
-    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)
+    """The mining worker's share: ``ray``'s CPUs per worker, else the free CPUs up to a whole node's (the
+    largest: one worker cannot span nodes); a GPU for dense mining where the cluster has one."""
     gpus = gpus_per_worker(ray, cfg.ray) if cfg.mining.method in ("dense", "o1") else 0
-    return {"num_cpus": worker_cpus(cfg.ray, 1, largest), "num_gpus": gpus}
+    return {"num_cpus": cpus_per_worker(ray, cfg.ray, 1), "num_gpus": gpus}
 
 
 def _ahead(requests: Iterator, depth: int) -> Iterator:
