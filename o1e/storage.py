@@ -38,6 +38,8 @@ from o1e.provenance import code_version
 MANIFEST_NAME = "_manifest.json"
 SHARDS_DIR = "_shards"
 S3_MAX_ATTEMPTS = 8
+"""Attempts per S3 request (``O1E_S3_MAX_ATTEMPTS`` overrides it): with AWS's exponential back-off, 8 ride
+out about 45 s of an unreachable endpoint before the run fails."""
 S3_CHECK_ATTEMPTS = 2  # the pre-flight check of an output bucket: an endpoint that is down fails at once
 S3_TIMEOUT_S = 30.0
 
@@ -89,11 +91,20 @@ def _s3_filesystem(endpoint: str | None, region: str | None,
                              connect_timeout=S3_TIMEOUT_S, request_timeout=S3_TIMEOUT_S, **kwargs)
 
 
+def s3_max_attempts() -> int:
+    value = os.environ.get("O1E_S3_MAX_ATTEMPTS", "")
+    if not value:
+        return S3_MAX_ATTEMPTS
+    if not value.isdigit() or int(value) < 1:
+        raise StorageError(f"O1E_S3_MAX_ATTEMPTS={value!r}: expected a whole number of at least 1")
+    return int(value)
+
+
 def resolve(url: str) -> tuple[pafs.FileSystem, str]:
     """The file system and the path inside it for a local path, ``file://`` URL or ``s3://`` URL."""
     if is_s3(url):
         path = _s3_path(url)
-        return _s3_filesystem(s3_endpoint(), _region()), path
+        return _s3_filesystem(s3_endpoint(), _region(), s3_max_attempts()), path
     if url.startswith("file://"):
         url = url[len("file://"):]
     elif "://" in url or url.lower().startswith("s3:"):

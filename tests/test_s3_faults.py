@@ -81,6 +81,8 @@ def test_server_gone_mid_run_fails_with_one_line_and_a_rerun_completes(s3_bucket
         monkeypatch.setenv("O1E_S3_ENDPOINT", counting.url)
         assert run(argv[:-1] + [f"{s3_bucket}/counted/prep"])[0] == 0
     requests = sum(counting.counts.values())
+    # 3 attempts a request, not 8: the same failure after 3 s of back-off instead of 45 s.
+    monkeypatch.setenv("O1E_S3_MAX_ATTEMPTS", "3")
     with FaultyProxy(upstream_port, fault_rate=0.0, down_after=requests // 2) as proxy:
         monkeypatch.setenv("O1E_S3_ENDPOINT", proxy.url)
         code, _, err = run(argv)
@@ -138,6 +140,7 @@ def test_synth_run_on_s3_through_faults_and_a_server_gone_mid_run(s3_bucket, ups
             monkeypatch.setenv("O1E_S3_ENDPOINT", faulty.url)
             run_synth(config("faulty"), show=False, engine=engine)
         requests = sum(counting.counts.values())
+        monkeypatch.setenv("O1E_S3_MAX_ATTEMPTS", "3")  # fail after 3 s of back-off instead of 45 s
         with FaultyProxy(upstream_port, fault_rate=0.0, down_after=requests // 2) as gone:
             monkeypatch.setenv("O1E_S3_ENDPOINT", gone.url)
             with pytest.raises(Exception) as failed:

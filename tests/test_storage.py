@@ -111,6 +111,14 @@ def test_bad_urls_and_missing_files(tmp_path):
         storage.read_bytes(str(tmp_path / "nope"))
 
 
+def test_s3_attempts_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("O1E_S3_MAX_ATTEMPTS", "three")
+    with pytest.raises(storage.StorageError, match="O1E_S3_MAX_ATTEMPTS='three'"):
+        storage.resolve("s3://bucket/x")
+    monkeypatch.setenv("O1E_S3_MAX_ATTEMPTS", "3")
+    assert storage.s3_max_attempts() == 3
+
+
 def test_s3_credentials_are_never_written(s3_bucket):
     url = s3_bucket + "/secret-check"
     storage.write_table(url, rows(1), "eval_run", config={"dataset": "s3://x"})
