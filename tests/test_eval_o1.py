@@ -79,9 +79,11 @@ def fixed_thought_model(tmp_path_factory) -> str:
 
 
 def o1_config(model: str, out: str, *overrides: str) -> EvalConfig:
+    """24-token thoughts (the paper's 128 would cost minutes of CI here and check nothing more)."""
     return load_config(EvalConfig, None, [
         f"dataset.path={DEMO_DATA}", "retriever.kind=o1", f"retriever.model={model}", "thoughts.k=[0,1,3]",
-        "thoughts.engine.kind=transformers", f"thoughts.shard_size={SHARD_SIZE}", f"output={out}", *overrides])
+        "thoughts.engine.kind=transformers", "thoughts.sampling.max_tokens=24", f"thoughts.shard_size={SHARD_SIZE}",
+        f"output={out}", *overrides])
 
 
 @pytest.fixture(scope="module")
