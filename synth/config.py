@@ -124,13 +124,13 @@ class SynthConfig(StageConfig):
     """A ``training_rows`` dataset the in-context examples are drawn from; ``None``: the input itself.
     Scheduled runs over a growing source pin it, so that a query's prompts do not depend on which run
     processed it."""
-    example_pool_rows: int = Field(100_000, ge=1)
+    example_pool_rows: int = Field(10_000, ge=1)
     """At most this many rows are held as the example pool: a source with more usable rows gives a seeded
     uniform sample of this many (``seed``), one with fewer is held whole (then the bound changes nothing).
-    The pool is each row's query and first positive in the driver's memory; 100,000 MS MARCO rows (a
-    ~35-character query and a ~350-character passage each) are about 40 MB, a fifth of its ~500k
-    training queries, while 9 draws per query (3 candidates x 3 examples) still reach every example
-    many times over."""
+    Each prompt's examples are uniform draws from the pool, so from the whole source: the bound only sets
+    how often one example recurs (about 450 times over MS MARCO's ~500k queries x 9 draws) and keeps the
+    driver's memory flat from 10k queries on (the pool is each row's query and first positive: about 4 MB at
+    MS MARCO lengths)."""
     incremental: bool = False
     """Add to the output instead of resuming one run: generate only for queries the output does not hold
     yet, commit them as this run's shards and append the run (id, time, rows added) to the candidates

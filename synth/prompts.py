@@ -39,7 +39,8 @@ class ExamplePool:
     """The training rows examples are drawn from: query and first positive only, held as Arrow strings
     (a compact fraction of the dataset; negatives and further positives are never loaded)."""
 
-    def __init__(self, query_ids: pa.Array, queries: pa.Array, responses: pa.Array) -> None:
+    def __init__(self, query_ids: pa.Array | pa.ChunkedArray, queries: pa.Array | pa.ChunkedArray,
+                 responses: pa.Array | pa.ChunkedArray) -> None:
         self.query_ids, self.queries, self.responses = query_ids, queries, responses
 
     def __len__(self) -> int:

@@ -85,7 +85,8 @@ def load_pool(url: str, max_rows: int, seed: int, batch_rows: int = 8_192) -> Ex
             for column, values in zip(columns, (rows.column(0), rows.column(1), responses)):
                 column.append(values.cast(pa.large_string()))
         position += batch.num_rows
-    return ExamplePool(*(pa.concat_arrays(c) if c else pa.array([], pa.large_string()) for c in columns))
+    # Kept as the batches' chunks: concatenating them would hold the pool twice at the peak.
+    return ExamplePool(*(pa.chunked_array(c, type=pa.large_string()) for c in columns))
 
 
 @dataclass
