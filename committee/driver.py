@@ -126,7 +126,8 @@ def make_plan(cfg: CommitteeConfig) -> Plan:
     positives = (b.column(0) for b in storage.iter_batches(cfg.training_rows, INPUT_BATCH_ROWS, ["positives"]))
     training = index_training(query_ids, positives)
     candidates = index_candidates(storage.iter_batches(cfg.candidates, CANDIDATE_BATCH_ROWS, CANDIDATE_COLUMNS,
-                                                       schema_name="candidates"), training, cfg.candidates)
+                                                       schema_name="candidates"), training,
+                                  storage.read_manifest(cfg.candidates).num_rows, cfg.candidates)
     return plan_committee(training, candidates, cfg.shard_size, cfg.training_rows, cfg.candidates)
 
 

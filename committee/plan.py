@@ -135,34 +135,42 @@ def index_training(query_ids: pa.ChunkedArray, positives: Iterable[pa.Array]) ->
         golds = [gold_of(p) for p in batch.to_pylist()]
         present.append(np.array([g is not None for g in golds], dtype=bool))
         hashes.append(np.array([0 if g is None else text_hash(g) for g in golds], dtype=np.uint64))
-    distinct = pc.unique(query_ids)
-    code = pc.index_in(query_ids, value_set=distinct).to_numpy(zero_copy_only=False)
-    _, first_row = np.unique(code, return_index=True)
+    encoded = query_ids.combine_chunks().dictionary_encode()  # one hash pass: codes in order of first appearance
+    distinct, code = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
+    del encoded
+    # So a query id's first row is where ``code`` first exceeds every code before it (no sort of the column).
+    highest = np.maximum.accumulate(code)
+    first_row = np.flatnonzero(np.concatenate([[True], highest[1:] > highest[:-1]]) if len(code) else highest)
+    del code, highest
     return TrainingIndex(query_ids=query_ids, distinct_ids=distinct, first_row=first_row,
                          gold_hash=np.concatenate(hashes) if hashes else np.zeros(0, np.uint64),
                          has_gold=np.concatenate(present) if present else np.zeros(0, bool))
 
 
-def index_candidates(batches: Iterable[pa.RecordBatch], training: TrainingIndex,
+def index_candidates(batches: Iterable[pa.RecordBatch], training: TrainingIndex, num_rows: int,
                      candidates_url: str = "candidates") -> CandidateIndex:
-    """``batches``: the ``candidates`` rows in order (``query_id``, ``candidate_index``, ``thought``)."""
-    rows, indices, empty, unknown = [], [], [], []
+    """``batches``: the ``candidates`` rows in order (``query_id``, ``candidate_index``, ``thought``),
+    ``num_rows`` of them (the arrays are filled in place: no list of parts joined at the end)."""
+    rows = np.empty(num_rows, np.int32)
+    indices = np.empty(num_rows, np.int32)
+    empty = np.empty(num_rows, bool)
+    unknown = []
     start = 0
     for batch in batches:
-        row = training.row_of(batch.column("query_id")).astype(np.int32)
-        index = batch.column("candidate_index").cast(pa.int32()).to_numpy(zero_copy_only=False)
+        stop = start + batch.num_rows
+        if stop > num_rows:
+            raise ValueError(f"{candidates_url}: more than the {num_rows} rows its manifest lists")
+        row = rows[start:stop] = training.row_of(batch.column("query_id"))
+        index = indices[start:stop] = batch.column("candidate_index").cast(pa.int32()).to_numpy(zero_copy_only=False)
         for i in np.flatnonzero(row == NOT_VOTED):
             query_id = batch.column("query_id")[i].as_py()
             unknown.append((start + i, _reject(candidates_url, f"{query_id}#{index[i]}", "unknown_query",
                                                f"candidate {index[i]} of query {query_id!r}: the query is not "
                                                "in training_rows")))
-        rows.append(row)
-        indices.append(index)
-        empty.append(np.array([not t or not t.strip() for t in batch.column("thought").to_pylist()], dtype=bool))
-        start += batch.num_rows
-    joined = [np.concatenate(x) if x else np.zeros(0, dtype) for x, dtype in
-              ((rows, np.int32), (indices, np.int32), (empty, bool))]
-    return CandidateIndex(row=joined[0], candidate_index=joined[1], empty=joined[2], unknown=unknown)
+        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(batch.column("thought"))), 0)
+        empty[start:stop] = pc.fill_null(blank, True).to_numpy(zero_copy_only=False)
+        start = stop
+    return CandidateIndex(row=rows[:start], candidate_index=indices[:start], empty=empty[:start], unknown=unknown)
 
 
 def plan_committee(training: TrainingIndex, candidates: CandidateIndex, shard_size: int,
@@ -182,11 +190,7 @@ def plan_committee(training: TrainingIndex, candidates: CandidateIndex, shard_si
 
     # The first of each (query, candidate index) is kept; later ones are repeats.
     candidate_row = candidates.row  # becomes the plan's: NOT_VOTED where no shard scores the candidate
-    order = np.lexsort((candidates.candidate_index, candidate_row))  # stable: a repeat sorts after its first
-    same = candidate_row[order[1:]] == candidate_row[order[:-1]]
-    same &= candidates.candidate_index[order[1:]] == candidates.candidate_index[order[:-1]]
-    repeat_at = order[1:][same]
-    del order, same
+    repeat_at = _repeats(candidate_row, candidates.candidate_index)
     known = candidate_row != NOT_VOTED
     first = known.copy()
     first[repeat_at] = False
@@ -218,13 +222,11 @@ def plan_committee(training: TrainingIndex, candidates: CandidateIndex, shard_si
             rejects.append(_reject(candidates_url, query_id, "empty_candidates",
                                    f"all {distinct[row]} candidate thoughts of query {query_id!r} are empty"))
 
-    # Units by gold document in order of first appearance, packed into shards.
-    _, unit_first, unit_of = np.unique(training.gold_hash[voted], return_index=True, return_inverse=True)
-    unit_rank = np.empty(len(unit_first), dtype=np.int64)
-    unit_rank[np.argsort(unit_first, kind="stable")] = np.arange(len(unit_first))
-    unit = unit_rank[unit_of.ravel()]
+    # Units by gold document in order of first appearance (dictionary codes are), packed into shards.
+    unit = pc.dictionary_encode(pa.array(training.gold_hash[voted])).indices.to_numpy(zero_copy_only=False)
     ordered_rows = voted[np.argsort(unit, kind="stable")]
-    unit_sizes = np.bincount(unit, minlength=len(unit_first))
+    unit_sizes = np.bincount(unit)
+    del unit
     row_shard = np.full(num_rows, NOT_VOTED, dtype=np.int32)
     shards: list[ShardPlan] = []
     start = first_unit = 0
@@ -238,6 +240,24 @@ def plan_committee(training: TrainingIndex, candidates: CandidateIndex, shard_si
     scored[scored] = row_shard[candidate_row[scored]] != NOT_VOTED
     candidate_row[~scored] = NOT_VOTED
     return Plan(shards=shards, rejects=rejects, row_shard=row_shard, candidate_row=candidate_row)
+
+
+def _repeats(row: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Positions of (row, index) pairs seen at an earlier position. Repeats are rare: a sort of the pairs as
+    one int64 key says whether there are any before the pairs are sorted with their positions."""
+    if len(row) < 2:
+        return np.zeros(0, np.int64)
+    low = int(index.min())
+    width = int(index.max()) - low + 1
+    key = row.astype(np.int64) * width + (index - low)
+    key.sort()
+    if not (key[1:] == key[:-1]).any():
+        return np.zeros(0, np.int64)
+    del key
+    order = np.lexsort((index, row))  # stable: a repeat sorts after its first
+    same = row[order[1:]] == row[order[:-1]]
+    same &= index[order[1:]] == index[order[:-1]]
+    return order[1:][same]
 
 
 def units_per_pack(sizes: list[int], limit: int) -> list[int]:

@@ -193,8 +193,9 @@ def _candidates(rows):
 
 def _plan(training, candidates, shard_size, training_url="training_rows", candidates_url="candidates"):
     index = index_training(training.column("query_id"), training.column("positives").chunks)
-    return plan_committee(index, index_candidates(candidates.to_batches(max_chunksize=3), index, candidates_url),
-                          shard_size, training_url, candidates_url)
+    candidate_index = index_candidates(candidates.to_batches(max_chunksize=3), index, candidates.num_rows,
+                                       candidates_url)
+    return plan_committee(index, candidate_index, shard_size, training_url, candidates_url)
 
 
 def _shards(training, candidates, plan, batch_size, folder):
