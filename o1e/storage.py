@@ -239,14 +239,25 @@ def move(src_url: str, dest_url: str) -> None:
         raise StorageError(f"cannot move {src_url} to {dest_url}: {err}") from err
 
 
+def _bucket_info(bucket: str) -> pafs.FileInfo:
+    """A bucket lookup that fails fast when the endpoint does not answer (the pre-flight's few attempts), but
+    rides out an endpoint that answers with a transient error (SlowDown, 5xx) with the work's attempts."""
+    try:
+        return _s3_filesystem(s3_endpoint(), _region(), S3_CHECK_ATTEMPTS).get_file_info(bucket)
+    except OSError as err:
+        if not re.search(r"HTTP status 5\d\d", str(err)):
+            raise
+    return _s3_filesystem(s3_endpoint(), _region(), s3_max_attempts()).get_file_info(bucket)
+
+
 def answers(url: str) -> bool:
-    """Whether ``url``'s storage answers at once: always for a local path; for S3, a bucket lookup with the
-    pre-flight's few attempts (not the 8 with back-off that work gets)."""
+    """Whether ``url``'s storage answers: always for a local path; for S3, a bucket lookup that fails fast
+    when the endpoint is unreachable (``_bucket_info``)."""
     fs, path = resolve(url)
     if isinstance(fs, pafs.LocalFileSystem):
         return True
     try:
-        _s3_filesystem(s3_endpoint(), _region(), S3_CHECK_ATTEMPTS).get_file_info(path.split("/", 1)[0])
+        _bucket_info(path.split("/", 1)[0])
     except OSError:
         return False
     return True
@@ -280,7 +291,7 @@ def check_output(url: str) -> None:
         return
     bucket = path.split("/", 1)[0]
     try:
-        info = _s3_filesystem(s3_endpoint(), _region(), S3_CHECK_ATTEMPTS).get_file_info(bucket)
+        info = _bucket_info(bucket)
     except OSError as err:
         raise StorageError(f"S3 endpoint for {url} does not answer ({_first_line(err)}): check O1E_S3_ENDPOINT "
                            "and the network") from None
