@@ -24,11 +24,12 @@ class RayConfig(Section):
     """``None``: one GPU per worker when the cluster has GPUs, none otherwise."""
 
 
-def worker_cpus(config: RayConfig, workers: int, cluster_cpus: float) -> float:
-    """CPUs per worker: the config's, else the cluster's CPUs shared evenly (at least 1)."""
+def worker_cpus(config: RayConfig, workers: int, cluster_cpus: float, largest_node_cpus: float) -> float:
+    """CPUs per worker: the config's, else ``cluster_cpus`` shared evenly (at least 1, at most the largest
+    node's: one worker cannot span nodes)."""
     if config.num_cpus_per_worker is not None:
         return config.num_cpus_per_worker
-    return float(max(1, int(cluster_cpus) // max(1, workers)))
+    return float(min(max(1, int(cluster_cpus) // max(1, workers)), max(1, int(largest_node_cpus))))
 
 
 def worker_gpus(config: RayConfig, cluster_gpus: float) -> float:
@@ -45,9 +46,12 @@ def free_cpus(ray) -> float:
     return max(1.0, float(ray.available_resources().get("CPU", 0)))
 
 
+def largest_node_cpus(ray) -> float:
+    return max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)
+
+
 def cpus_per_worker(ray, config: RayConfig, workers: int) -> float:
-    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)
-    return min(worker_cpus(config, workers, free_cpus(ray)), max(1.0, largest))
+    return worker_cpus(config, workers, free_cpus(ray), largest_node_cpus(ray))
 
 
 def gpus_per_worker(ray, config: RayConfig) -> float:

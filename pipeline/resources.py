@@ -84,8 +84,7 @@ def _engine_request(what: str, engine, gpus_available: bool) -> list[Request]:
 def _workers(what: str, ray_cfg, count: int, nodes: list[NodeType], gpus_available: bool) -> Request:
     """As the stages place them at run time (``o1e.ray_utils.cpus_per_worker``, on an idle cluster)."""
     cluster_cpus = sum(n.cpus * n.count for n in nodes)
-    largest = max((n.cpus for n in nodes), default=1.0)
-    return Request(what, min(worker_cpus(ray_cfg, count, cluster_cpus), max(1.0, largest)),
+    return Request(what, worker_cpus(ray_cfg, count, cluster_cpus, max((n.cpus for n in nodes), default=1.0)),
                    worker_gpus(ray_cfg, float(gpus_available)), count)
 
 
