@@ -65,7 +65,8 @@ def bare_process(work: str, cpus: int) -> None:
 
     from committee.config import BM25Member, DenseMember
     from o1e.bm25 import BM25Index
-    from o1e.encoders import encode, load_encoder, resolve_model_dir
+    from o1e.encoders import encode, load_encoder
+    from o1e.models import resolve_model_dir
 
     torch.set_num_threads(cpus)
     lap("import_s")

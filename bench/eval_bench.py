@@ -28,7 +28,8 @@ from rich.table import Table  # noqa: E402
 from eval.config import EvalConfig  # noqa: E402
 from eval.driver import run_eval  # noqa: E402
 from o1e import beir  # noqa: E402
-from o1e.encoders import DenseEncoderConfig, encode, load_encoder, resolve_model_dir  # noqa: E402
+from o1e.encoders import DenseEncoderConfig, encode, load_encoder  # noqa: E402
+from o1e.models import resolve_model_dir  # noqa: E402
 from o1e.ray_utils import RayConfig, init_ray  # noqa: E402
 from o1e.retrievers import DenseRetrieverConfig  # noqa: E402
 

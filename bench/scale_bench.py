@@ -74,7 +74,7 @@ class Words:
     every run."""
 
     def __init__(self) -> None:
-        from o1e.encoders import resolve_model_dir
+        from o1e.models import resolve_model_dir
 
         with open(os.path.join(resolve_model_dir("all-MiniLM-L6-v2"), "vocab.txt"), encoding="utf-8") as f:
             words = [w.strip() for w in f if w.strip().isalpha() and w.strip().isascii() and len(w.strip()) >= 3]
@@ -190,7 +190,7 @@ def tiny_encoder(folder: str) -> str:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from o1e.encoders import resolve_model_dir
+    from o1e.models import resolve_model_dir
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir("all-MiniLM-L6-v2"))
     torch.manual_seed(0)

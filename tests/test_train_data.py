@@ -22,7 +22,7 @@ GOLD = "The gold passage: cells divide by mitosis, and every query here is answe
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from o1e.encoders import resolve_model_dir
+    from o1e.models import resolve_model_dir
 
     tok = AutoTokenizer.from_pretrained(resolve_model_dir("all-MiniLM-L6-v2"))
     tok.eos_token = tok.sep_token

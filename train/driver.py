@@ -14,7 +14,8 @@ import pyarrow as pa
 
 from o1e import runs, schemas, storage
 from o1e.config import ConfigError
-from o1e.encoders import check_model_dir, resolve_model_dir
+from o1e.encoders import check_model_dir
+from o1e.models import resolve_model_dir
 from o1e.provenance import code_version, directory_fingerprint
 from o1e.ray_utils import init_ray
 from train.config import TrainConfig
@@ -50,10 +51,10 @@ def check_config(cfg: TrainConfig) -> str:
     deepspeed_config(cfg, cfg.num_workers)
     cfg.check_outputs()
     storage.check_rerun_record(storage.join(cfg.output, "model", LINEAGE_FILE), cfg.fingerprint(), cfg.overwrite)
-    if storage.is_s3(cfg.model):
+    try:
         model_dir = resolve_model_dir(cfg.model)
-    else:
-        model_dir = os.path.abspath(os.path.expanduser(cfg.model))
+    except FileNotFoundError as err:
+        raise ConfigError(f"model: {err}") from None
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise ConfigError(f"model: {cfg.model} is not a Hugging Face model folder (no config.json)")
     check_model_dir(model_dir, "model")
