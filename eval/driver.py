@@ -18,10 +18,10 @@ from eval.search import merge_shards, shard_plans
 from eval.thoughts import ThoughtSet
 from eval.worker import BM25Worker, ShardHits, ShardTask, ShardWorker
 from o1e import corpus, storage
-from o1e.encoders import resolve_model_dir
+from o1e.models import resolve_model_dir
 from o1e.progress import Counter, wait_with_progress
 from o1e.provenance import fingerprint
-from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
+from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray, stop_actors
 from o1e.retrievers import average_thoughts, describe, embedding_fingerprint, model_of
 
 
@@ -59,7 +59,7 @@ def load_dataset(cfg: EvalConfig, show: bool = True) -> EvalDataset:
         return converted, missing
 
     return eval_dataset.load(source.path, source.split, source.on_bad_line, source.drop_unknown_docs,
-                             run_corpus_task)
+                             run_corpus_task, source.max_queries)
 
 
 def retrieve_bm25(data: EvalDataset, cfg: EvalConfig, config, ks: list[int], per_query: list[list[str]],
@@ -67,14 +67,15 @@ def retrieve_bm25(data: EvalDataset, cfg: EvalConfig, config, ks: list[int], per
     """BM25 rankings per variant, on a Ray actor that reads the corpus dataset and indexes it."""
     ray = init_ray(cfg.ray)
     counter = ray.remote(Counter).options(num_cpus=0).remote()
-    Worker = ray.remote(BM25Worker).options(num_cpus=cpus_per_worker(ray, cfg.ray, 1))
+    num_cpus = cpus_per_worker(ray, cfg.ray, 1)
+    Worker = ray.remote(BM25Worker).options(num_cpus=num_cpus)
     worker = Worker.remote(data.corpus.url, config, counter)
     try:
         pending = {worker.search.remote(data.queries, per_query, ks, cfg.top_k, cfg.drop_self_hits): "bm25"}
         (rankings, info), = wait_with_progress(ray, pending, counter, len(data.queries), "bm25 index + search",
                                                "query", show=show).values()
     finally:
-        ray.kill(worker)
+        stop_actors(ray, [worker], num_cpus)
     return rankings, info
 
 
@@ -105,7 +106,7 @@ def retrieve_vectors(data: EvalDataset, cfg: EvalConfig, model_dir: str, ks: lis
     if getattr(config, "backend", None) == "vllm":
         from o1e.llm.ray_engine import replica_env
 
-        options["runtime_env"] = {"env_vars": replica_env()}
+        options["runtime_env"] = {"env_vars": replica_env(cpu=not options["num_gpus"])}
     # A lost worker fails the run; rerunning it resumes from the shards already in the embedding cache.
     Worker = ray.remote(ShardWorker).options(**options)
     counter = ray.remote(Counter).options(num_cpus=0).remote()
@@ -129,8 +130,7 @@ def retrieve_vectors(data: EvalDataset, cfg: EvalConfig, model_dir: str, ks: lis
         ray.get([w.shutdown.remote() for w in workers], timeout=60)
     except Exception:  # noqa: BLE001 - the workers are killed below anyway
         pass
-    for worker in workers:
-        ray.kill(worker)
+    stop_actors(ray, workers, num_cpus)
     if cache_url:
         storage.DatasetWriter(cache_url, "embeddings", config_fingerprint=cache_fp).finalize(
             extra={"model": model_of(config), "model_fingerprint": model_fp, "corpus": data.url,
@@ -179,7 +179,7 @@ def run_eval(cfg: EvalConfig, show: bool = True) -> EvalResult:
     data = load_dataset(cfg, show)
     if show:
         report.print_dataset(data)
-    thoughts = thought_stage.obtain(cfg, data, model_dir, show) if cfg.thinks else None
+    thoughts = thought_stage.obtain(cfg, data, model_dir, show) if cfg.needs_thoughts else None
     ks = cfg.thoughts.variants() if cfg.thinks else [0]
     per_query_thoughts = query_thoughts(data, thoughts)
     base = cfg.retriever.base if cfg.retriever.kind == "expand" else cfg.retriever

@@ -106,9 +106,7 @@ def read_source(url: str, query_ids: set[str], n: int) -> ThoughtSet:
 
 def _renderer(cfg: EvalConfig, model_dir: str | None):
     if cfg.retriever.kind == "o1":
-        from o1e.o1model import read_sequence_config
-
-        return ThoughtPrompt(read_sequence_config(model_dir))
+        return ThoughtPrompt(cfg.retriever.sequence(model_dir))
     return ExpansionChat(cfg.thoughts.prompt)
 
 
@@ -153,7 +151,7 @@ def generate(cfg: EvalConfig, data: EvalDataset, model_dir: str | None, show: bo
     engine_cfg = engine_config(cfg, model_dir)
     gen_model_dir = None
     if engine_cfg.kind != "openai":
-        from o1e.encoders import resolve_model_dir
+        from o1e.models import resolve_model_dir
 
         gen_model_dir = model_dir if engine_cfg.model == model_dir else resolve_model_dir(engine_cfg.model)
     query_ids = sorted(data.queries)
@@ -169,7 +167,8 @@ def generate(cfg: EvalConfig, data: EvalDataset, model_dir: str | None, show: bo
     todo = [s for s in shards if s not in done]
     model_name = engine_cfg.model
     if todo:
-        engine = make_engine(engine_cfg, _renderer(cfg, model_dir), t.sampling, cfg.ray, show=show)
+        engine = make_engine(engine_cfg, _renderer(cfg, model_dir), t.sampling, cfg.ray, show=show,
+                             stage="eval thoughts")
         started = time.perf_counter()
         engine.start()
         stats["engine_start_s"] = round(time.perf_counter() - started, 3)

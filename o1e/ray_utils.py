@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
-from o1e.config import Section
+from pydantic import Field
+
+from o1e.config import ConfigError, Section
 
 # Non-secret settings that workers on other nodes need to reach the same object store.
 _FORWARDED_ENV = ("O1E_S3_ENDPOINT", "O1E_S3_MAX_ATTEMPTS", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
@@ -22,6 +25,9 @@ class RayConfig(Section):
     at most one node's)."""
     num_gpus_per_worker: float | None = None
     """``None``: one GPU per worker when the cluster has GPUs, none otherwise."""
+    placement_timeout_s: float | None = Field(60.0, gt=0)
+    """How long a stage waits for Ray to place its actors before failing with what it asked for and what is
+    free; ``None``: wait for ever (an autoscaling cluster that adds nodes may need longer than a minute)."""
 
 
 def worker_cpus(config: RayConfig, workers: int, cluster_cpus: float, largest_node_cpus: float) -> float:
@@ -48,6 +54,69 @@ def free_cpus(ray) -> float:
 
 def largest_node_cpus(ray) -> float:
     return max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)
+
+
+class PlacementError(ConfigError):
+    """Ray cannot place what a stage asks for: the request exceeds what the cluster has free."""
+
+
+def place(ray, what: str, bundles: list[dict[str, float]], timeout_s: float | None):
+    """A placement group holding ``bundles`` (one per actor, each on one node), ready within ``timeout_s``;
+    else a ``PlacementError`` naming ``what`` asked for and what is free (a request Ray cannot grant would
+    otherwise wait for ever, without a word)."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    bundles = [{k: v for k, v in b.items() if v} or {"CPU": 0.001} for b in bundles]
+    group = placement_group(bundles, strategy="PACK")
+    try:
+        ray.get(group.ready(), timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        remove_placement_group(group)
+        free = ray.available_resources()
+        nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+        asked = ", ".join(_resources(b) for b in bundles)
+        raise PlacementError(
+            f"{what}: Ray could not place {len(bundles)} actor(s) asking for {asked} (each on one node) within "
+            f"{timeout_s:g} s; free now: {_resources(free)}; largest node: "
+            f"{_resources(max(nodes, key=lambda r: r.get('CPU', 0), default={}))} (a submitted job's driver holds "
+            "its own CPUs): ask for less, or add nodes (ray.placement_timeout_s=null waits for an autoscaler)"
+        ) from None
+    return group
+
+
+def release(ray, group, timeout_s: float = 30.0) -> None:
+    """Remove a placement group and wait until Ray counts its CPUs free again."""
+    from ray.util.placement_group import remove_placement_group
+
+    held = sum(bundle.get("CPU", 0) for bundle in group.bundle_specs)
+    _wait_freed(ray, held, lambda: remove_placement_group(group), timeout_s)
+
+
+def stop_actors(ray, actors: list, cpus_each: float, timeout_s: float = 30.0) -> None:
+    """Kill actors and wait until Ray counts their CPUs free again."""
+    _wait_freed(ray, cpus_each * len(actors), lambda: [ray.kill(a) for a in actors], timeout_s)
+
+
+def _wait_freed(ray, held: float, free, timeout_s: float) -> None:
+    """Run ``free`` and wait (bounded) until ``held`` more CPUs are available: Ray frees an actor's or a
+    placement group's resources asynchronously, and the next stage sizes its share by the CPUs free then
+    (it would take one where two are about to be, and compute on half the cores)."""
+    expected = ray.available_resources().get("CPU", 0) + held
+    free()
+    deadline = time.monotonic() + timeout_s
+    while ray.available_resources().get("CPU", 0) < expected - 1e-6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _resources(resources: dict[str, float]) -> str:
+    return " + ".join(f"{resources.get(k, 0):g} {k}" for k in ("CPU", "GPU"))
+
+
+def in_group(group, index: int) -> dict:
+    """Actor options that put it in bundle ``index`` of ``group``."""
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    return {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index)}
 
 
 def cpus_per_worker(ray, config: RayConfig, workers: int) -> float:

@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from o1e import runs, storage
-from o1e.encoders import check_model_dir, resolve_model_dir
+from o1e.encoders import check_model_dir
+from o1e.models import resolve_model_dir
 from o1e.llm import GenerationResult, Request, ShardWork, make_engine
 from o1e.provenance import fingerprint
 from o1e.progress import bar as progress_bar
@@ -115,7 +116,7 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
         if owns_engine:
             if cfg.engine.kind != "openai" and not storage.is_s3(cfg.engine.model):
                 check_model_dir(resolve_model_dir(cfg.engine.model), "engine.model")
-            engine = make_engine(cfg.engine, renderer, cfg.sampling, cfg.ray, show=show)
+            engine = make_engine(cfg.engine, renderer, cfg.sampling, cfg.ray, show=show, stage="synth")
             t0 = time.perf_counter()
             engine.start()
             stats.engine_start_s = time.perf_counter() - t0

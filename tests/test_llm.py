@@ -75,9 +75,8 @@ def engine(ray_cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("llm-vllm")
     before = shm_segments()
     with vllm_env(str(workdir)):
-        model = make_random_lm(str(workdir / "tiny"), hidden=128, max_positions=MAX_MODEL_LEN, dtype="bfloat16")
-        cfg = VllmEngineConfig(model=model, enforce_eager=True, max_model_len=MAX_MODEL_LEN, dtype="bfloat16",
-                               num_cpus_per_replica=2)
+        model = make_random_lm(str(workdir / "tiny"), hidden=128, max_positions=MAX_MODEL_LEN)
+        cfg = VllmEngineConfig(model=model, max_model_len=MAX_MODEL_LEN, num_cpus_per_replica=2)
         eng = make_engine(cfg, WordPieceIds(), SamplingConfig(max_tokens=MAX_TOKENS), RayConfig(), show=False)
         eng.start()
         yield eng
@@ -108,3 +107,66 @@ def test_token_renderer_ids_are_the_prompt(engine):
             assert result.prompt_tokens == len(ids) and result.prompt_fingerprint == token_fingerprint(ids)
             assert 0 < result.completion_tokens <= MAX_TOKENS and result.finish_reason in ("stop", "length")
     assert [r.text for r in again["0"]] == [r.text for r in got["0"]]  # seeded: the same text again
+
+
+class CrashOn:
+    """A token renderer whose replica process dies on the payload ``crash``, as a replica does on a request
+    that brings its engine down."""
+
+    kind = "tokens"
+
+    def token_ids(self, payload: str, tokenizer) -> list[int]:
+        if payload == "crash":
+            import os
+
+            os._exit(1)
+        return tokenizer.encode(payload, add_special_tokens=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(ray_cluster, tmp_path_factory) -> str:
+    """A tiny random LM (machinery only: its output is noise)."""
+    from o1e.tiny import make_random_lm
+
+    ray_cluster.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    return make_random_lm(str(tmp_path_factory.mktemp("llm-tiny") / "lm"), hidden=32, max_positions=64)
+
+
+def test_a_request_that_cannot_be_placed_fails_in_one_line(tiny_lm):
+    """More CPUs than any node has free: one line naming who asked, for what, and what is free, after the
+    placement timeout, instead of waiting for ever."""
+    import time
+
+    from o1e.llm.config import TransformersEngineConfig
+    from o1e.ray_utils import PlacementError
+
+    engine = make_engine(TransformersEngineConfig(model=tiny_lm, num_cpus_per_replica=3), WordPieceIds(),
+                         SamplingConfig(max_tokens=2), RayConfig(placement_timeout_s=2), show=False, stage="synth")
+    started = time.perf_counter()
+    with pytest.raises(PlacementError) as caught:
+        engine.start()
+    assert time.perf_counter() - started < 30
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("synth: transformers replicas of ") and "asking for 3 CPU + 0 GPU" in message
+    assert "within 2 s; free now: 2 CPU + 0 GPU" in message
+
+
+def test_a_shard_that_kills_its_replica_twice_stops_the_run_with_the_cause(tiny_lm):
+    """The replica is restarted once for the shard; when the retry kills it again the run stops with one line
+    (rather than restarting for minutes), after the shards that did not crash were delivered."""
+    from o1e.llm.config import TransformersEngineConfig
+
+    cfg = TransformersEngineConfig(model=tiny_lm, max_restarts=3, shards_in_flight=1)
+    engine = make_engine(cfg, CrashOn(), SamplingConfig(max_tokens=2), RayConfig(), show=False, stage="synth")
+    engine.start()
+    assert engine.info["num_cpus_per_replica"] >= 1  # the default share: CPUs free at placement
+    delivered = []
+    try:
+        with pytest.raises(EngineError, match=r"replica 0 died twice on shard b \(at most engine.max_restarts=3"):
+            for shard_id, results in engine.stream([ShardWork("a", [Request("a/0", "iron")]),
+                                                    ShardWork("b", [Request("b/0", "crash")])]):
+                delivered.append(shard_id)
+    finally:
+        engine.close()
+    assert delivered == ["a"]

@@ -56,7 +56,7 @@ def server(workdir):
         proc = subprocess.Popen(
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name",
              "tiny", "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(MAX_MODEL_LEN),
-             "--enforce-eager", "--dtype", "bfloat16", "--no-enable-chunked-prefill"],
+             "--enforce-eager", "--dtype", "float32", "--no-enable-chunked-prefill"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}"

