@@ -21,6 +21,9 @@ class DatasetSource(Section):
     split: str = "test"
     on_bad_line: Literal["error", "skip"] = "error"
     """A malformed line: stop with its file and line (``error``), or reject it and go on (``skip``)."""
+    max_queries: int | None = Field(None, ge=1)
+    """Score only the split's first N judged queries (in the qrels file's order; the corpus stays whole): a
+    stated subset for small machines. ``None``: every query."""
     drop_unknown_docs: bool = False
     """Drop qrels naming a document missing from the corpus. By default they stay in the judgments (the
     document is never retrieved), as BEIR and MTEB count them; either way they are counted in rejects/."""
@@ -104,6 +107,11 @@ class EvalConfig(StageConfig):
     @property
     def thinks(self) -> bool:
         return self.retriever.kind in THINKING_KINDS
+
+    @property
+    def needs_thoughts(self) -> bool:
+        """A retriever that thinks, scored with at least one thought (``k = [0]`` alone needs none)."""
+        return self.thinks and max(self.thoughts.variants()) > 0
 
     def fingerprint(self) -> str:
         data = self.model_dump(mode="json")

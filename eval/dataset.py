@@ -25,14 +25,14 @@ def prepare_corpus(source: str, root: str, on_bad_line: beir.OnBadLine, judged_d
     return converted, corpus_data.missing_ids(converted.url, judged_doc_ids)
 
 
-def load(url: str, split: str, on_bad_line: beir.OnBadLine, drop_unknown_docs: bool, run_corpus_task
-         ) -> EvalDataset:
+def load(url: str, split: str, on_bad_line: beir.OnBadLine, drop_unknown_docs: bool, run_corpus_task,
+         max_queries: int | None = None) -> EvalDataset:
     """Load the split's queries and qrels here, the corpus through ``run_corpus_task(source,
     judged_doc_ids)`` (which runs ``prepare_corpus`` on a worker). Same checks and rejects as ``beir.load``."""
     qrels_url = beir.check_layout(url, split)
     rejects: list[beir.Reject] = []
     all_queries = beir.load_queries(storage.join(url, "queries.jsonl"), on_bad_line, rejects)
-    raw_qrels = beir.load_qrels(qrels_url, on_bad_line, rejects)
+    raw_qrels = beir.first_queries(beir.load_qrels(qrels_url, on_bad_line, rejects), max_queries)
     judged = list(dict.fromkeys(d for docs in raw_qrels.values() for d in docs))
     converted, missing = run_corpus_task(storage.join(url, "corpus.jsonl"), judged)
     if isinstance(converted, str):

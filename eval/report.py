@@ -69,10 +69,11 @@ def print_metrics(cfg, result) -> None:
     title = f"{result.dataset.url} ({result.dataset.split})"
     if cfg.thinks:
         console.print(variants_table(cfg.retriever.kind, result.variants, title))
-        stats = result.info["thoughts"]
-        console.print(f"thoughts: {stats['url']} (n={stats['n']}; empty {stats.get('empty_thought', 0)}, "
-                      f"unknown query {stats.get('unknown_query', 0)}, queries without thoughts "
-                      f"{stats.get('queries_without_thoughts', 0)})")
+        stats = result.info.get("thoughts")
+        if stats:
+            console.print(f"thoughts: {stats['url']} (n={stats['n']}; empty {stats.get('empty_thought', 0)}, "
+                          f"unknown query {stats.get('unknown_query', 0)}, queries without thoughts "
+                          f"{stats.get('queries_without_thoughts', 0)})")
     else:
         console.print(metrics_table([(cfg.retriever.kind, result.metrics)], title=title))
     console.print(f"retriever: {result.info['retriever']}")

@@ -145,6 +145,13 @@ def load_queries(url: str, on_bad_line: OnBadLine = "error", rejects: list[Rejec
     return queries
 
 
+def first_queries(qrels: dict[str, dict[str, int]], max_queries: int | None) -> dict[str, dict[str, int]]:
+    """The judgments of the first ``max_queries`` queries in the qrels file's order (all for ``None``)."""
+    if max_queries is None:
+        return qrels
+    return dict(list(qrels.items())[:max_queries])
+
+
 def load_qrels(url: str, on_bad_line: OnBadLine = "error", rejects: list[Reject] | None = None
                ) -> dict[str, dict[str, int]]:
     rejects = [] if rejects is None else rejects

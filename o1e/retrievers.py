@@ -55,6 +55,20 @@ class O1RetrieverConfig(Section):
     batch_size: int = Field(32, ge=1)
     device: str = "auto"
     """``auto``: CUDA when available, else CPU (transformers backend)."""
+    doc_max_tokens: int | None = Field(None, ge=1)
+    """Documents cut to this many tokens here; ``None``: the length the model was trained with
+    (``o1e_model.json``; the defaults for a folder without it, e.g. an untrained base model)."""
+    query_max_tokens: int | None = Field(None, ge=1)
+    """The query cut inside ``<query>…</query>``, in thought prompts and embeddings; ``None``: as trained."""
+
+    def sequence(self, model_dir: str):
+        """The model's sequence settings with this evaluation's lengths."""
+        from o1e.o1model import read_sequence_config
+
+        seq = read_sequence_config(model_dir)
+        update = {k: v for k, v in (("doc_max_tokens", self.doc_max_tokens),
+                                    ("query_max_tokens", self.query_max_tokens)) if v is not None}
+        return seq.model_copy(update=update) if update else seq
 
 
 class ExpandRetrieverConfig(Section):
@@ -175,6 +189,7 @@ class O1Retriever(VectorRetriever):
         self.model = O1Model.load_for_inference(model_dir, add_special_tokens=config.add_special_tokens,
                                                 dtype=getattr(torch, config.dtype))
         self.model.lm.to(pick_device(config.device)).eval()
+        self.model.seq = config.sequence(model_dir)
         self.vllm = None
         if config.backend == "vllm":
             from o1e.llm.pooling import VllmPooler

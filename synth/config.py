@@ -32,6 +32,9 @@ class PrepareSource(Section):
     """``auto``: a folder is BEIR, a ``.jsonl`` file is rows."""
     split: str = "train"
     on_bad_line: Literal["error", "skip"] = "error"
+    max_queries: int | None = Field(None, ge=1)
+    """A BEIR split: only its first N judged queries (in the qrels file's order), a stated subset for small
+    machines; ``None``: every query. JSONL rows are always read whole."""
     corpus: str | None = None
     """For JSONL rows without negatives: a BEIR ``corpus.jsonl`` to mine from (default: every passage
     the rows themselves carry)."""

@@ -20,6 +20,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from o1e import beir, runs, schemas, storage
+from o1e.config import ConfigError
 from o1e.progress import Counter, bar as progress_bar, wait_with_progress
 from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
 from synth.config import PrepareConfig
@@ -139,6 +140,9 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
     kind = src.format
     if kind == "auto":
         kind = "jsonl" if src.path.endswith((".jsonl", ".json")) and not storage.is_dir(src.path) else "beir"
+    if kind == "jsonl" and src.max_queries is not None:
+        raise ConfigError(f"dataset.max_queries: {src.path} is JSONL rows, which are read whole (the option takes "
+                          "the first queries of a BEIR split)")
     record = runs.RunRecord("synth", cfg, parents=[{"url": src.path, "split": src.split, "format": kind}])
     record.check_rerun("training_rows", runs.REJECTS)
     in_actor = _source_bytes(src, kind) >= cfg.actor_min_bytes

@@ -130,7 +130,7 @@ def load_beir(src: PrepareSource) -> BeirSource:
     position = {doc_id: i for i, doc_id in enumerate(data.corpus.ids)}
     rejects = [reject(r.source, r.row, r.reason, r.detail) for r in data.rejects]
     rows = []
-    for query_id, judged in data.qrels.items():
+    for query_id, judged in beir.first_queries(data.qrels, src.max_queries).items():
         gold = [d for d, score in judged.items() if score > 0]
         if not gold:
             rejects.append(reject(src.path, query_id, "missing_positive", "no judgment with score > 0"))
