@@ -8,9 +8,12 @@ Stages chain under one output root unless a section names its own paths::
     <output>/train/model             ->  eval.retriever.model (eval.retriever.kind defaults to o1)
     prepare.dataset.path             ->  eval.dataset.path (a BEIR folder: train split in, test split out)
 
-``baselines`` are further evaluations on the same dataset, each printed beside the trained model (BM25,
-a dense encoder, the O1 model before training). A baseline ``o1`` retriever without a model evaluates the
-base model ``train.model``. The top-level ``ray`` section and ``overwrite`` are every stage's unless the
+``ablations`` are further trainings on the same training rows, each a copy of the ``train`` section with its
+own overrides (``train:`` keys) and evaluated as ``eval`` is (``eval:`` keys override), under
+``<output>/ablations/<name>/``: the paper's "no thinking" model is ``train: {sequence: {thought_dropout: 1.0},
+loss: {contrastive_weight: 1.0}}``. ``baselines`` are further evaluations on the same dataset, each printed
+beside the trained model (BM25, a dense encoder, the O1 model before training). A baseline ``o1`` retriever
+without a model evaluates the base model ``train.model``. The top-level ``ray`` section and ``overwrite`` are every stage's unless the
 stage sets its own.
 
 A stage section may start from that stage's own config file (``train: {config: train/configs/paper_qwen2.5-7b.yaml}``):
@@ -19,6 +22,7 @@ the file gives what the stage computes, the section's keys override it, and the 
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, ClassVar
 
@@ -28,7 +32,7 @@ from pydantic import model_validator
 from committee.config import CommitteeConfig
 from eval.config import EvalConfig
 from o1e import storage
-from o1e.config import StageConfig
+from o1e.config import Section, StageConfig
 from o1e.ray_utils import RayConfig
 from synth.config import PrepareConfig, SynthConfig
 from train.config import TrainConfig
@@ -124,6 +128,8 @@ def chain_paths(data: dict[str, Any]) -> dict[str, Any]:
     if source.get("path") and source.get("format", "auto") in ("auto", "beir"):
         _section(evaluate, "dataset").setdefault("path", source["path"])
     evaluate.setdefault("output", at("eval"))
+    data["ablations"] = {name: _ablation(name, ablation or {}, train, evaluate, at)
+                         for name, ablation in (data.get("ablations") or {}).items()}
     baselines = data.get("baselines") or {}
     data["baselines"] = {name: dict(b or {}) for name, b in baselines.items()}
     for name, baseline in data["baselines"].items():
@@ -136,15 +142,38 @@ def chain_paths(data: dict[str, Any]) -> dict[str, Any]:
         baseline.setdefault("output", at("baselines", name))
     for key in ("ray", "overwrite"):  # pipeline-wide settings, unless a stage sets its own
         if data.get(key):
-            for stage in (prepare, synth, vote, train, evaluate, *data["baselines"].values()):
+            ablation_sections = [s for a in data["ablations"].values() for s in (a["train"], a["eval"])]
+            for stage in (prepare, synth, vote, train, evaluate, *ablation_sections, *data["baselines"].values()):
                 stage.setdefault(key, data[key])
     return data
+
+
+def _ablation(name: str, overrides: dict[str, Any], train: dict[str, Any], evaluate: dict[str, Any], at
+              ) -> dict[str, Any]:
+    """An ablation's full train and eval sections: the pipeline's own, its overrides on top, its own paths."""
+    unknown = set(overrides) - {"train", "eval"}
+    if unknown:
+        raise ValueError(f"ablations.{name}: only train and eval sections may be given, not {sorted(unknown)}")
+    a_train = _merge(copy.deepcopy(train), overrides.get("train") or {})
+    a_train["output"] = at("ablations", name, "train")
+    a_train.pop("storage_path", None)
+    a_eval = _merge(copy.deepcopy(evaluate), overrides.get("eval") or {})
+    a_eval["output"] = at("ablations", name, "eval")
+    a_eval["retriever"] = {**a_eval["retriever"], "model": storage.join(a_train["output"], "model")}
+    return {"train": a_train, "eval": a_eval}
+
+
+class AblationConfig(Section):
+    """Another training on the pipeline's training rows, and its evaluation."""
+
+    train: TrainConfig
+    eval: EvalConfig
 
 
 class PipelineConfig(StageConfig):
     """Every stage, from training data to thought-augmented metrics; see the module docstring for chaining."""
 
-    not_fingerprinted: ClassVar[tuple[str, ...]] = StageConfig.not_fingerprinted + ("baselines",)
+    not_fingerprinted: ClassVar[tuple[str, ...]] = StageConfig.not_fingerprinted + ("ablations", "baselines")
 
     output: str = "outputs/pipeline"
     """Root under which every stage writes (local or s3://); ``_pipeline/`` there records each finished stage."""
@@ -153,6 +182,8 @@ class PipelineConfig(StageConfig):
     vote: CommitteeConfig = CommitteeConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    ablations: dict[str, AblationConfig] = {}
+    """Name -> another training (``train`` overrides) and its evaluation, printed beside the trained model."""
     baselines: dict[str, EvalConfig] = {}
     """Name -> another evaluation on eval's dataset, printed beside the trained model."""
     ray: RayConfig = RayConfig()

@@ -25,7 +25,8 @@ MAIN_DATASET = {"prepare": "training_rows", "synth": "candidates", "vote": "trai
 @dataclass
 class Step:
     name: str
-    """A stage name, or ``baseline:<name>`` for an extra evaluation."""
+    """A stage name, ``train:<name>`` / ``eval:<name>`` for an ablation, ``baseline:<name>`` for an extra
+    evaluation."""
     stage: str
     config: Any
     deps: list[str] = field(default_factory=list)
@@ -40,31 +41,27 @@ class Step:
         return storage.join(self.output, runs.SUMMARY)
 
 
+def _reads(step: "Step") -> list[str]:
+    """The datasets and models a step reads."""
+    config = step.config
+    if step.stage == "eval":
+        model = getattr(config.retriever, "model", None)
+        return [model] if model else []
+    keys = {"prepare": (), "synth": ("input",), "vote": ("training_rows", "candidates"), "train": ("data",)}
+    return [getattr(config, key) for key in keys[step.stage]]
+
+
 def build_steps(cfg: PipelineConfig) -> list[Step]:
     """Every step in order, each with the steps it reads from and its fingerprint."""
-    producers = {
-        storage.join(cfg.prepare.output, "training_rows"): "prepare",
-        storage.join(cfg.synth.output, "candidates"): "synth",
-        storage.join(cfg.vote.output, "training"): "vote",
-        storage.join(cfg.train.output, "model"): "train",
-    }
-    reads = {
-        "prepare": [],
-        "synth": [cfg.synth.input],
-        "vote": [cfg.vote.training_rows, cfg.vote.candidates],
-        "train": [cfg.train.data],
-    }
-
-    def eval_reads(ecfg) -> list[str]:
-        model = getattr(ecfg.retriever, "model", None)
-        return [model] if model else []
-
     steps = [Step(name, name, cfg.stage(name)) for name in STAGES]
+    steps[4:4] = [Step(f"train:{name}", "train", a.train) for name, a in cfg.ablations.items()]
+    steps += [Step(f"eval:{name}", "eval", a.eval) for name, a in cfg.ablations.items()]
     steps += [Step(f"baseline:{name}", "eval", b) for name, b in cfg.baselines.items()]
+    producers = {storage.join(s.output, MAIN_DATASET[s.stage] or "model"): s.name
+                 for s in steps if s.stage != "eval"}
     by_name: dict[str, Step] = {}
     for step in steps:
-        urls = reads[step.stage] if step.stage != "eval" else eval_reads(step.config)
-        step.deps = [producers[u] for u in urls if u in producers]
+        step.deps = [producers[u] for u in _reads(step) if u in producers]
         step.fingerprint = fingerprint({
             "config": _without_chained_paths(step.config, producers).fingerprint(),
             "upstream": {d: by_name[d].fingerprint for d in step.deps},
@@ -85,7 +82,8 @@ def _without_chained_paths(config, producers: dict[str, str]):
 
 
 def window(steps: list[Step], start: str | None, until: str | None) -> list[Step]:
-    """The steps from stage ``start`` through stage ``until`` (baselines belong to eval)."""
+    """The steps from stage ``start`` through stage ``until`` (ablations belong to train and eval, baselines
+    to eval)."""
     for name in (start, until):
         if name is not None and name not in STAGES:
             raise ValueError(f"unknown stage {name!r}: one of {', '.join(STAGES)}")

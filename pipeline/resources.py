@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from o1e.ray_utils import worker_cpus, worker_gpus
+from o1e.ray_utils import RayConfig, worker_cpus, worker_gpus
 from pipeline.config import PipelineConfig
 
 
@@ -71,14 +71,19 @@ def cluster_nodes(doc: dict[str, Any]) -> list[NodeType]:
                      "RayJob, RayCronJob or RayCluster")
 
 
-def _engine_request(what: str, engine, gpus_available: bool) -> list[Request]:
+def _engine_request(what: str, engine, nodes: list[NodeType], gpus_available: bool) -> list[Request]:
+    """As ``o1e.llm.ray_engine.RayEngine`` places its replicas (an unset CPU share: on an idle cluster)."""
     if engine.kind == "openai":
         return []
     gpus = engine.num_gpus_per_replica
     if gpus is None:
         per_replica = 1 if engine.kind == "transformers" else engine.tensor_parallel_size * engine.pipeline_parallel_size
         gpus = float(per_replica) if gpus_available else 0.0
-    return [Request(what, engine.num_cpus_per_replica, gpus, engine.replicas)]
+    cpus = engine.num_cpus_per_replica
+    if cpus is None:
+        cpus = worker_cpus(RayConfig(), engine.replicas, sum(n.cpus * n.count for n in nodes),
+                           max((n.cpus for n in nodes), default=1.0))
+    return [Request(what, cpus, gpus, engine.replicas)]
 
 
 def _workers(what: str, ray_cfg, count: int, nodes: list[NodeType], gpus_available: bool) -> Request:
@@ -96,17 +101,21 @@ def stage_requests(cfg: PipelineConfig, nodes: list[NodeType]) -> dict[str, list
     requests: dict[str, list[list[Request]]] = {
         "prepare": [[_workers("mining worker", cfg.prepare.ray, 1, nodes, gpus_available and dense_mining)]]}
     requests["synth"] = [_engine_request("vLLM replica" if cfg.synth.engine.kind == "vllm" else "replica",
-                                         cfg.synth.engine, gpus_available)]
+                                         cfg.synth.engine, nodes, gpus_available)]
     cluster_gpus = sum(n.gpus * n.count for n in nodes)
     requests["vote"] = [[Request(f"member {m.name}", p.num_cpus, p.num_gpus, p.replicas)
                          for m, p in zip(cfg.vote.members, cfg.vote.placements(cluster_cpus, cluster_gpus))]]
     requests["train"] = [[_workers("train worker", cfg.train.ray, cfg.train.num_workers, nodes,
                                    gpus_available)]]
-    evaluations = [("eval", cfg.eval)] + [(f"baseline:{n}", b) for n, b in cfg.baselines.items()]
+    for name, ablation in cfg.ablations.items():
+        requests[f"train:{name}"] = [[_workers("train worker", ablation.train.ray, ablation.train.num_workers, nodes,
+                                               gpus_available)]]
+    evaluations = [("eval", cfg.eval), *((f"eval:{n}", a.eval) for n, a in cfg.ablations.items()),
+                   *((f"baseline:{n}", b) for n, b in cfg.baselines.items())]
     for name, ecfg in evaluations:
         phases = []
-        if ecfg.thinks and ecfg.thoughts.source is None:  # thoughts first, their engine closed before search
-            phases.append(_engine_request("thought replica", ecfg.thoughts.engine, gpus_available))
+        if ecfg.needs_thoughts and ecfg.thoughts.source is None:  # thoughts first, their engine closed before search
+            phases.append(_engine_request("thought replica", ecfg.thoughts.engine, nodes, gpus_available))
         if ecfg.retriever.kind != "bm25":
             phases.append([_workers("eval shard", ecfg.ray, ecfg.shards, nodes, gpus_available)])
         requests[name] = phases

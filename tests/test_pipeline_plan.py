@@ -43,10 +43,11 @@ def test_a_change_reruns_exactly_the_steps_downstream_of_it():
     assert base["vote"].deps == ["prepare", "synth"] and base["eval"].deps == ["train"]
     changed_train = steps_by_name("train.optim.lr=0.002")
     differs = {n for n in base if base[n].fingerprint != changed_train[n].fingerprint}
-    assert differs == {"train", "eval"}
+    assert differs == {"train", "eval", "train:no-thinking", "eval:no-thinking"}  # the ablation copies train
     changed_prepare = steps_by_name("prepare.mining.count=5")
     differs = {n for n in base if base[n].fingerprint != changed_prepare[n].fingerprint}
-    assert differs == {"prepare", "synth", "vote", "train", "eval"}  # baselines read none of them
+    assert differs == {"prepare", "synth", "vote", "train", "eval", "train:no-thinking", "eval:no-thinking"}
+    assert not {n for n in differs if n.startswith("baseline:")}  # baselines read none of them
     # Where results go and how many actors share the work change nothing computed; nor does moving the
     # whole pipeline to another root (each chained input is identified by its producer's fingerprint).
     assert steps_by_name("eval.shards=4", "synth.engine.replicas=3")["eval"].fingerprint == base["eval"].fingerprint
@@ -56,13 +57,39 @@ def test_a_change_reruns_exactly_the_steps_downstream_of_it():
 
 def test_window_selects_stages_and_rejects_unknown_ones():
     steps = list(steps_by_name().values())
-    assert [s.name for s in window(steps, "train", "eval")][:2] == ["train", "eval"]
+    assert [s.name for s in window(steps, "train", "eval")][:3] == ["train", "train:no-thinking", "eval"]
     assert {s.stage for s in window(steps, "train", "eval")} == {"train", "eval"}
     assert [s.name for s in window(steps, None, "vote")] == ["prepare", "synth", "vote"]
     with pytest.raises(ValueError, match="unknown stage 'trian'"):
         window(steps, "trian", None)
     with pytest.raises(ValueError, match="comes after"):
         window(steps, "eval", "synth")
+
+
+def test_an_ablation_is_the_train_section_with_its_overrides_evaluated_as_eval():
+    """The demo's no-thinking model: train's every key but the two it overrides, on the same rows, under
+    its own root; evaluated with eval's settings and its own k."""
+    cfg = load_config(PipelineConfig, os.path.join(CONFIGS, "demo.yaml"), ["output=/runs/p", "train.optim.lr=0.003"])
+    ablation = cfg.ablations["no-thinking"]
+    assert ablation.train.data == cfg.train.data == "/runs/p/vote/training"
+    assert ablation.train.output == "/runs/p/ablations/no-thinking/train"
+    assert ablation.train.sequence.thought_dropout == 1.0 and ablation.train.loss.contrastive_weight == 1.0
+    assert ablation.train.optim == cfg.train.optim and ablation.train.optim.lr == 0.003
+    assert ablation.train.model == cfg.train.model and ablation.train.lora == cfg.train.lora
+    assert ablation.eval.retriever.model == "/runs/p/ablations/no-thinking/train/model"
+    assert ablation.eval.output == "/runs/p/ablations/no-thinking/eval"
+    assert ablation.eval.thoughts.variants() == [0] and not ablation.eval.needs_thoughts
+    assert ablation.eval.dataset == cfg.eval.dataset
+    steps = {s.name: s for s in build_steps(cfg)}
+    assert steps["train:no-thinking"].deps == ["vote"] and steps["eval:no-thinking"].deps == ["train:no-thinking"]
+    # A change to the ablation alone reruns the ablation alone.
+    changed = {s.name: s for s in build_steps(load_config(
+        PipelineConfig, os.path.join(CONFIGS, "demo.yaml"),
+        ["output=/runs/p", "train.optim.lr=0.003", "ablations.no-thinking.train.loss.temperature=0.05"]))}
+    assert {n for n in steps if steps[n].fingerprint != changed[n].fingerprint} == {"train:no-thinking",
+                                                                                    "eval:no-thinking"}
+    with pytest.raises(ValueError, match="ablations.x: only train and eval sections may be given, not .'synth'."):
+        load_config(PipelineConfig, None, ["ablations={x: {synth: {seed: 1}}}"])
 
 
 def test_the_paper_pipeline_config_resolves(tmp_path):
