@@ -21,7 +21,7 @@ from o1e import corpus, storage
 from o1e.models import resolve_model_dir
 from o1e.progress import Counter, wait_with_progress
 from o1e.provenance import fingerprint
-from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray, stop_actors
+from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
 from o1e.retrievers import average_thoughts, describe, embedding_fingerprint, model_of
 
 
@@ -67,15 +67,14 @@ def retrieve_bm25(data: EvalDataset, cfg: EvalConfig, config, ks: list[int], per
     """BM25 rankings per variant, on a Ray actor that reads the corpus dataset and indexes it."""
     ray = init_ray(cfg.ray)
     counter = ray.remote(Counter).options(num_cpus=0).remote()
-    num_cpus = cpus_per_worker(ray, cfg.ray, 1)
-    Worker = ray.remote(BM25Worker).options(num_cpus=num_cpus)
+    Worker = ray.remote(BM25Worker).options(num_cpus=cpus_per_worker(ray, cfg.ray, 1))
     worker = Worker.remote(data.corpus.url, config, counter)
     try:
         pending = {worker.search.remote(data.queries, per_query, ks, cfg.top_k, cfg.drop_self_hits): "bm25"}
         (rankings, info), = wait_with_progress(ray, pending, counter, len(data.queries), "bm25 index + search",
                                                "query", show=show).values()
     finally:
-        stop_actors(ray, [worker], num_cpus)
+        ray.kill(worker)
     return rankings, info
 
 
@@ -130,7 +129,8 @@ def retrieve_vectors(data: EvalDataset, cfg: EvalConfig, model_dir: str, ks: lis
         ray.get([w.shutdown.remote() for w in workers], timeout=60)
     except Exception:  # noqa: BLE001 - the workers are killed below anyway
         pass
-    stop_actors(ray, workers, num_cpus)
+    for worker in workers:
+        ray.kill(worker)
     if cache_url:
         storage.DatasetWriter(cache_url, "embeddings", config_fingerprint=cache_fp).finalize(
             extra={"model": model_of(config), "model_fingerprint": model_fp, "corpus": data.url,

@@ -45,11 +45,22 @@ def worker_gpus(config: RayConfig, cluster_gpus: float) -> float:
     return 1.0 if cluster_gpus >= 1 else 0.0
 
 
-def free_cpus(ray) -> float:
+def free_cpus(ray, settle_s: float = 1.0) -> float:
     """The cluster's CPUs that no one holds now (at least 1). Stages size their CPU shares by these, not by
     the cluster's total: under ``ray job submit`` the job's own driver holds some, and a share of the total
-    would ask for CPUs that can never be granted, so the stage would wait forever."""
-    return max(1.0, float(ray.available_resources().get("CPU", 0)))
+    would ask for CPUs that can never be granted, so the stage would wait forever.
+
+    Ray returns what a task or actor held asynchronously (a finished task's worker lease about 0.1 s after
+    its result arrives; a killed actor's or a removed placement group's soon after), so while fewer than all
+    CPUs are free the count is read again for up to ``settle_s``: a share sized in that gap would take one
+    CPU where two are about to be free, and compute on half the cores."""
+    total = float(ray.cluster_resources().get("CPU", 0))
+    free = float(ray.available_resources().get("CPU", 0))
+    deadline = time.monotonic() + settle_s
+    while free < total and time.monotonic() < deadline:
+        time.sleep(0.05)
+        free = max(free, float(ray.available_resources().get("CPU", 0)))
+    return max(1.0, free)
 
 
 def largest_node_cpus(ray) -> float:
@@ -82,30 +93,6 @@ def place(ray, what: str, bundles: list[dict[str, float]], timeout_s: float | No
             "its own CPUs): ask for less, or add nodes (ray.placement_timeout_s=null waits for an autoscaler)"
         ) from None
     return group
-
-
-def release(ray, group, timeout_s: float = 30.0) -> None:
-    """Remove a placement group and wait until Ray counts its CPUs free again."""
-    from ray.util.placement_group import remove_placement_group
-
-    held = sum(bundle.get("CPU", 0) for bundle in group.bundle_specs)
-    _wait_freed(ray, held, lambda: remove_placement_group(group), timeout_s)
-
-
-def stop_actors(ray, actors: list, cpus_each: float, timeout_s: float = 30.0) -> None:
-    """Kill actors and wait until Ray counts their CPUs free again."""
-    _wait_freed(ray, cpus_each * len(actors), lambda: [ray.kill(a) for a in actors], timeout_s)
-
-
-def _wait_freed(ray, held: float, free, timeout_s: float) -> None:
-    """Run ``free`` and wait (bounded) until ``held`` more CPUs are available: Ray frees an actor's or a
-    placement group's resources asynchronously, and the next stage sizes its share by the CPUs free then
-    (it would take one where two are about to be, and compute on half the cores)."""
-    expected = ray.available_resources().get("CPU", 0) + held
-    free()
-    deadline = time.monotonic() + timeout_s
-    while ray.available_resources().get("CPU", 0) < expected - 1e-6 and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def _resources(resources: dict[str, float]) -> str:

@@ -19,8 +19,7 @@ from typing import Iterable, Iterator
 
 from o1e.models import resolve_model_dir
 from o1e.errors import one_line
-from o1e.ray_utils import (RayConfig, free_cpus, in_group, init_ray, largest_node_cpus, place, release,
-                           worker_cpus)
+from o1e.ray_utils import RayConfig, free_cpus, in_group, init_ray, largest_node_cpus, place, worker_cpus
 from o1e.llm.base import EngineError, GenerationResult, Renderer, ShardWork
 from o1e.llm.config import SamplingConfig, TransformersEngineConfig, VllmEngineConfig
 
@@ -173,7 +172,9 @@ class RayEngine:
             ray.kill(a, no_restart=True)
         self.actors = []
         if self.group is not None:
-            release(ray, self.group)
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self.group)
             self.group = None
 
 
