@@ -7,8 +7,9 @@ node has free) fails within ``ray.placement_timeout_s`` with one line, instead o
 that dies (node lost, process killed, vLLM's engine dead) is restarted by Ray, up to ``max_restarts`` times,
 and its shard retried once; a shard that fails twice stops the run with the cause in one line (it would kill
 the next replica too, or the replica is gone for good), as does a replica not ready within
-``start_timeout_s``; a rerun resumes from the committed shards. An error a replica raises (a model folder that cannot load, a bad request) is not
-retried: Ray restarts no actor whose constructor raised and retries no exception a method raised.
+``start_timeout_s``; a rerun resumes from the committed shards. An error a replica raises (a model folder
+that cannot load, a bad request) is not retried: Ray restarts no actor whose constructor raised and retries
+no exception a method raised.
 """
 
 from __future__ import annotations
