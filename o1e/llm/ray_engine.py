@@ -15,6 +15,7 @@ no exception a method raised.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from typing import Iterable, Iterator
 
@@ -122,6 +123,7 @@ class RayEngine:
         retry: deque[ShardWork] = deque()
         items: dict[str, ShardWork] = {}
         deaths: dict[str, int] = {}
+        waiting_since: dict[str, float] = {}
 
         def refill() -> None:
             nonlocal exhausted
@@ -147,6 +149,17 @@ class RayEngine:
             queued[index] -= 1
             try:
                 shard_id, results = ray.get(done[0])
+            except ray.exceptions.ActorUnavailableError as err:
+                # Sent while Ray restarts the replica: not a death; the shard waits for it (a restart
+                # loads the model again, bounded like a start).
+                waiting_since.setdefault(shard, time.monotonic())
+                if time.monotonic() - waiting_since[shard] > self.cfg.start_timeout_s:
+                    raise EngineError(f"{self.cfg.kind} replica {index} not back after engine.start_timeout_s="
+                                      f"{self.cfg.start_timeout_s:g} s: {_cause(err)}") from err
+                time.sleep(1.0)
+                retry.append(items[shard])
+                refill()
+                continue
             except ray.exceptions.RayActorError as err:
                 # A shard that failed twice either kills replicas or met one dead beyond its max_restarts.
                 deaths[shard] = deaths.get(shard, 0) + 1
