@@ -10,11 +10,11 @@ Stages chain under one output root unless a section names its own paths::
 
 ``ablations`` are further trainings on the same training rows, each a copy of the ``train`` section with its
 own overrides (``train:`` keys) and evaluated as ``eval`` is (``eval:`` keys override), under
-``<output>/ablations/<name>/``: the paper's "no thinking" model is ``train: {sequence: {thought_dropout: 1.0},
-loss: {contrastive_weight: 1.0}}``. ``baselines`` are further evaluations on the same dataset, each printed
-beside the trained model (BM25, a dense encoder, the O1 model before training). A baseline ``o1`` retriever
-without a model evaluates the base model ``train.model``. The top-level ``ray`` section and ``overwrite`` are every stage's unless the
-stage sets its own.
+``<output>/ablations/<name>/``: the paper's "no thinking" model is ``train: {sequence: {thought_dropout:
+1.0}, loss: {contrastive_weight: 1.0}}``. ``baselines`` are further evaluations on the same dataset, each
+printed beside the trained model (BM25, a dense encoder, the O1 model before training). A baseline ``o1``
+retriever without a model evaluates the base model ``train.model``. The top-level ``ray`` section and
+``overwrite`` are every stage's unless the stage sets its own.
 
 A stage section may start from that stage's own config file (``train: {config: train/configs/paper_qwen2.5-7b.yaml}``):
 the file gives what the stage computes, the section's keys override it, and the paths still chain.

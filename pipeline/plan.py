@@ -54,7 +54,8 @@ def _reads(step: "Step") -> list[str]:
 def build_steps(cfg: PipelineConfig) -> list[Step]:
     """Every step in order, each with the steps it reads from and its fingerprint."""
     steps = [Step(name, name, cfg.stage(name)) for name in STAGES]
-    steps[4:4] = [Step(f"train:{name}", "train", a.train) for name, a in cfg.ablations.items()]
+    after_train = STAGES.index("train") + 1
+    steps[after_train:after_train] = [Step(f"train:{name}", "train", a.train) for name, a in cfg.ablations.items()]
     steps += [Step(f"eval:{name}", "eval", a.eval) for name, a in cfg.ablations.items()]
     steps += [Step(f"baseline:{name}", "eval", b) for name, b in cfg.baselines.items()]
     producers = {storage.join(s.output, MAIN_DATASET[s.stage] or "model"): s.name
