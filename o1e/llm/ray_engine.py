@@ -21,7 +21,7 @@ from typing import Iterable, Iterator
 
 from o1e.models import resolve_model_dir
 from o1e.errors import one_line
-from o1e.ray_utils import RayConfig, free_cpus, in_group, init_ray, largest_node_cpus, place, worker_cpus
+from o1e.ray_utils import RayConfig, cpus_per_worker, in_group, init_ray, place
 from o1e.llm.base import EngineError, GenerationResult, Renderer, ShardWork
 from o1e.llm.config import SamplingConfig, TransformersEngineConfig, VllmEngineConfig
 
@@ -90,7 +90,7 @@ class RayEngine:
         num_gpus = self._num_gpus()
         num_cpus = self.cfg.num_cpus_per_replica
         if num_cpus is None:
-            num_cpus = worker_cpus(RayConfig(), self.cfg.replicas, free_cpus(ray), largest_node_cpus(ray))
+            num_cpus = cpus_per_worker(ray, RayConfig(), self.cfg.replicas)
         # The replicas get the resolved share (the transformers worker sizes its torch threads by it).
         cfg = self.cfg.model_copy(update={"num_cpus_per_replica": num_cpus})
         what = f"{self.stage + ': ' if self.stage else ''}{self.cfg.kind} replicas of {self.model_name}"
