@@ -132,3 +132,17 @@ def test_masked_info_nce_equals_hand_computed_loss(tokenizer):
     joint = joint_loss([q], d, torch.tensor(0.0), 4, LossConfig(group_size=4), None, batch.doc_keys,
                        batch.positive_keys)
     torch.testing.assert_close(joint.loss, 0.8 * expected)
+
+
+def test_rows_without_passage_ids_mask_only_copies_of_the_positive(tokenizer):
+    """MS MARCO-style rows carry texts but no ids: passages without ids are told apart by their text, so
+    only a copy of the positive's text is masked (a bug once masked every id-less negative)."""
+    rows = [{"query_id": f"q{i}", "query": f"question {i}", "thought": "", "positives": [f"answer {i}"],
+             "negatives": [f"wrong {i} a", f"wrong {i} b", "answer 0"]} for i in range(2)]
+    batch = train_data.collate(rows, tokenizer, SequenceConfig(thought_dropout=0.0), 4, random.Random(0))
+    texts = tokenizer.batch_decode(batch.docs["input_ids"], skip_special_tokens=True)
+    target = torch.arange(2) * 4
+    mask = shared_positive_mask(batch.doc_keys, batch.positive_keys, target)
+    expected = torch.tensor([[t == "answer 0" and j != 0 for j, t in enumerate(texts)],
+                             [False] * len(texts)])
+    assert torch.equal(mask, expected) and mask[0].sum() == texts.count("answer 0") - 1 >= 1

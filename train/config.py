@@ -20,7 +20,13 @@ class LossConfig(Section):
     """Passages per query: 1 positive + (group_size - 1) hard negatives, sampled with repetition when short."""
     in_batch_negatives: bool = True
     cross_device_negatives: bool = True
-    """Gather every worker's passage embeddings (with gradients) as extra negatives."""
+    """Gather every worker's passage embeddings as extra negatives."""
+    cross_device_gradient: Literal["global", "local"] = "global"
+    """How gradients cross the gather. ``global``: through every worker's passages, so the update is exactly
+    that of ``λ·contrastive + (1−λ)·generation`` over the combined batch, whatever the number of workers W.
+    ``local`` (the reference code, ``train/configs/paper_qwen2.5-7b.yaml``): each worker scores every
+    query of the step against every passage with gradients only through its own embeddings; after the
+    optimiser averages over workers the contrastive term weighs λ/W against 1−λ (0.1 : 0.2 on 8 GPUs)."""
     contrastive_weight: float = Field(0.8, ge=0.0, le=1.0)
     """λ in ``λ·contrastive + (1−λ)·generation``."""
     mask_shared_positives: bool = True

@@ -5,6 +5,7 @@ group is running."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -12,14 +13,17 @@ import torch.nn.functional as F
 from train.config import LossConfig
 
 
-def gather_with_grad(x: torch.Tensor, grad: bool = True) -> tuple[torch.Tensor, int]:
-    """Every worker's ``x`` concatenated along dim 0 in rank order, with gradients flowing back to each
-    (unless ``grad`` is false); also where this worker's rows start. Workers may hold different row counts
-    (an epoch's last step).
+def gather_rows(x: torch.Tensor, grad: Literal["global", "local", "none"] = "global") -> tuple[torch.Tensor, int]:
+    """Every worker's ``x`` concatenated along dim 0 in rank order, and where this worker's rows start.
+    Workers may hold different row counts (an epoch's last step).
 
-    The backward of ``torch.distributed.nn.all_gather`` sums the gradients every rank computes for a
-    piece; with the optimiser averaging gradients across ranks, the update equals that of the mean loss
-    over the combined batch (tests/test_train_losses.py checks this against one process).
+    ``grad`` says where gradients flow back:
+    - ``global``: to every worker's piece. The backward of ``torch.distributed.nn.all_gather`` sums what
+      every rank computes for a piece; with the optimiser averaging gradients over ranks, the update equals
+      that of the mean loss over the combined batch.
+    - ``local``: only to this worker's own piece (the others are copies), as the reference code gathers.
+    - ``none``: nowhere (keys, labels).
+    tests/test_train_losses.py checks both gradient rules against one process.
     """
     import torch.distributed as dist
 
@@ -28,16 +32,35 @@ def gather_with_grad(x: torch.Tensor, grad: bool = True) -> tuple[torch.Tensor, 
     sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
     counts = [int(s.item()) for s in sizes]
-    padded = F.pad(x.contiguous(), (0, 0, 0, max(counts) - x.shape[0]))
-    if grad:
+    rank = dist.get_rank()
+    padded = torch.cat([x, x.new_zeros((max(counts) - x.shape[0], *x.shape[1:]))]).contiguous()
+    if grad == "global":
         from torch.distributed.nn.functional import all_gather
 
-        pieces = all_gather(padded)
+        pieces = list(all_gather(padded))
     else:
         pieces = [torch.empty_like(padded) for _ in counts]
-        dist.all_gather(pieces, padded)
-    offset = sum(counts[: dist.get_rank()])
-    return torch.cat([p[:c] for p, c in zip(pieces, counts)], dim=0), offset
+        dist.all_gather(pieces, padded.detach())
+        if grad == "local":
+            pieces[rank] = padded
+    return torch.cat([p[:c] for p, c in zip(pieces, counts)], dim=0), sum(counts[:rank])
+
+
+def gather_positive_keys(positive_keys: torch.Tensor) -> torch.Tensor:
+    """Every worker's (queries, positives, 2) keys, the positives padded with ``PAD_KEY`` to the widest."""
+    import torch.distributed as dist
+
+    from train.data import PAD_KEY
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return positive_keys
+    width = torch.tensor([positive_keys.shape[1]], device=positive_keys.device)
+    dist.all_reduce(width, op=dist.ReduceOp.MAX)
+    short = int(width.item()) - positive_keys.shape[1]
+    if short:
+        pad = positive_keys.new_full((positive_keys.shape[0], short, positive_keys.shape[2]), PAD_KEY)
+        positive_keys = torch.cat([positive_keys, pad], dim=1)
+    return gather_rows(positive_keys, grad="none")[0]
 
 
 @dataclass
@@ -53,7 +76,11 @@ def shared_positive_mask(doc_keys: torch.Tensor, positive_keys: torch.Tensor, ta
     """(queries, passages) True where a passage has the text or id of one of the query's positives but is
     not its target: the query's own positive again (another query's copy, or a repeat in a group), never a
     negative. ``doc_keys``: (passages, 2) text and id keys; ``positive_keys``: (queries, k, 2)."""
-    same = ((positive_keys[:, :, None, :] == doc_keys[None, None, :, :]).any(dim=-1)).any(dim=1)
+    from train.data import NO_ID
+
+    equal = positive_keys[:, :, None, :] == doc_keys[None, None, :, :]
+    equal[..., 1] &= doc_keys[None, None, :, 1] != NO_ID  # two passages without ids are not the same passage
+    same = equal.any(dim=-1).any(dim=1)
     same[torch.arange(target.shape[0], device=target.device), target] = False
     return same
 
@@ -63,7 +90,8 @@ def info_nce(query: torch.Tensor, docs: torch.Tensor, group_size: int, cfg: Loss
     """InfoNCE on cosine similarity (inputs are L2-normalised), temperature ``cfg.temperature``.
 
     ``docs`` holds ``group_size`` passages per query, the positive first. With in-batch negatives every
-    query is scored against every passage of the batch (and, cross-device, of every worker's batch). With
+    query is scored against every passage of the batch (and, cross-device, of every worker's batch, with
+    gradients by ``cfg.cross_device_gradient``; ``local`` also scores every worker's queries). With
     keys (``train.data.TrainingBatch``) and ``cfg.mask_shared_positives``, a passage with the text or id of
     one of the query's positives is left out of its negatives.
     """
@@ -75,12 +103,23 @@ def info_nce(query: torch.Tensor, docs: torch.Tensor, group_size: int, cfg: Loss
         logits, target = own, torch.zeros(n, dtype=torch.long, device=query.device)
         keys = None if doc_keys is None else doc_keys.view(n, group_size, -1)
     else:
-        all_docs, offset = gather_with_grad(docs) if cfg.cross_device_negatives else (docs, 0)
+        keys = doc_keys
+        if not cfg.cross_device_negatives:
+            all_docs, offset = docs, 0
+        elif cfg.cross_device_gradient == "global":
+            all_docs, offset = gather_rows(docs, grad="global")
+            keys = None if doc_keys is None else gather_rows(doc_keys, grad="none")[0]
+        else:
+            # The reference's rule: every worker scores every query of the step against every passage, with
+            # gradients only through its own pieces; averaged over W workers, that is 1/W of the combined
+            # loss's gradient.
+            query, _ = gather_rows(query, grad="local")
+            all_docs, _ = gather_rows(docs, grad="local")
+            keys = None if doc_keys is None else gather_rows(doc_keys, grad="none")[0]
+            positive_keys = None if positive_keys is None else gather_positive_keys(positive_keys)
+            n, offset = query.shape[0], 0
         logits = query @ all_docs.T / cfg.temperature
         target = offset + torch.arange(n, device=query.device) * group_size
-        keys = None
-        if doc_keys is not None:
-            keys = gather_with_grad(doc_keys, grad=False)[0] if cfg.cross_device_negatives else doc_keys
     if cfg.mask_shared_positives and keys is not None and positive_keys is not None:
         if not cfg.in_batch_negatives:  # each query against its own group only
             mask = torch.stack([shared_positive_mask(k, p[None], t[None])[0]
