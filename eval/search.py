@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import faiss
 import numpy as np
 
 from eval.metrics import Ranking, trec_order
+from o1e.retrievers import flat_ip_index
 
 
 def plan_batches(lengths: list[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -38,9 +38,7 @@ def shard_plans(lengths: np.ndarray, batch_size: int, shards: int) -> list[tuple
 
 def search_shard(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product top-k of one shard: scores and row numbers within the shard."""
-    index = faiss.IndexFlatIP(doc_vectors.shape[1])
-    index.add(doc_vectors)
-    return index.search(query_vectors, min(k, doc_vectors.shape[0]))
+    return flat_ip_index(doc_vectors).search(query_vectors, min(k, doc_vectors.shape[0]))
 
 
 def merge_shards(

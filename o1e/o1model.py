@@ -150,8 +150,9 @@ class O1Model(torch.nn.Module):
     def doc_pass(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.embed_at(self.hidden(batch["input_ids"], batch["attention_mask"]), batch["input_ids"])[-1]
 
-    def forward(self, query: dict[str, torch.Tensor], docs: dict[str, torch.Tensor]):
-        gen, q = self.query_pass(query)
+    def forward(self, query: dict[str, torch.Tensor], docs: dict[str, torch.Tensor], two_pass: bool = False):
+        """(generation loss, query embedding(s), document embeddings) of a training batch."""
+        gen, q = self.two_pass_query(query) if two_pass else self.query_pass(query)
         return gen, q, self.doc_pass(docs)
 
     # --- inference (eval) ----------------------------------------------------------------------------

@@ -238,3 +238,16 @@ def average_thoughts(pair_vectors: np.ndarray, num_thoughts: list[int], k: int) 
 def expand_query_text(query: str, thoughts: Sequence[str], k: int) -> str:
     """BM25 expansion: the query followed by its first ``k`` thoughts."""
     return " ".join([query, *[t for t in thoughts[:k] if t]])
+
+
+def flat_ip_index(vectors: np.ndarray):
+    """An exact inner-product FAISS index over ``vectors`` (PAPER.md §4: flat IP), spread over every GPU
+    this process sees when faiss has GPU support (faiss-gpu on clusters), else on the CPU (faiss-cpu)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    if faiss.get_num_gpus() > 0:
+        index = faiss.index_cpu_to_all_gpus(index)
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+

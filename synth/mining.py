@@ -28,10 +28,8 @@ class Miner:
 
             self.index = BM25Index(texts, cfg.bm25)
             return
-        import faiss
-
         from o1e.models import resolve_model_dir
-        from o1e.retrievers import build_retriever
+        from o1e.retrievers import build_retriever, flat_ip_index
 
         config = cfg.dense if cfg.method == "dense" else cfg.o1
         self.retriever = build_retriever(config, resolve_model_dir(config.model))
@@ -42,8 +40,7 @@ class Miner:
             if progress is not None:
                 progress(len(parts[-1]))
         vectors = np.concatenate(parts)
-        self.faiss = faiss.IndexFlatIP(vectors.shape[1])
-        self.faiss.add(vectors)
+        self.faiss = flat_ip_index(vectors)
 
     def search(self, queries: list[str], k: int) -> list[list[int]]:
         if self.cfg.method == "bm25":

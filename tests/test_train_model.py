@@ -336,3 +336,25 @@ def test_lora_and_the_new_tokens(tiny_dir, train_new_tokens):
         assert set(emb_rows) | set(head_rows) == set(new) and set(emb_rows) <= set(new) >= set(head_rows)
     else:
         assert emb_rows == head_rows == []
+
+
+@pytest.mark.parametrize("total_steps,warmup_ratio", [(50, 0.1), (202, 0.1), (7, 0.3)])
+def test_log_warmup_gives_deepspeeds_warmup_decay_learning_rates(total_steps, warmup_ratio):
+    from deepspeed.runtime.lr_schedules import WarmupDecayLR
+
+    from train.config import OptimConfig
+    from train.step import lr_factor
+
+    optim = OptimConfig(lr=1e-4, warmup_ratio=warmup_ratio, warmup="log")
+    param = torch.nn.Parameter(torch.zeros(1))
+    ds_optimizer = torch.optim.AdamW([param], lr=optim.lr)
+    ds = WarmupDecayLR(ds_optimizer, total_num_steps=total_steps, warmup_min_lr=0, warmup_max_lr=optim.lr,
+                       warmup_num_steps=int(total_steps * warmup_ratio), warmup_type="log")
+    ours_optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=optim.lr)
+    ours = torch.optim.lr_scheduler.LambdaLR(ours_optimizer, lr_factor(total_steps, optim))
+    for step in range(total_steps):  # the order the engines step them: optimiser, then scheduler
+        assert ours_optimizer.param_groups[0]["lr"] == pytest.approx(ds_optimizer.param_groups[0]["lr"], abs=1e-12), step
+        ds_optimizer.step(), ds.step()
+        ours_optimizer.step(), ours.step()
+    linear = lr_factor(total_steps, OptimConfig(warmup_ratio=warmup_ratio))
+    assert linear(0) > 0 and max(linear(s) for s in range(total_steps)) == 1.0

@@ -57,6 +57,9 @@ class LoraConfig(Section):
 class OptimConfig(Section):
     lr: float = Field(1e-4, gt=0)
     warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    warmup: Literal["linear", "log"] = "linear"
+    """Warm-up curve. ``linear``, as the paper says; ``log``: what the reference code's DeepSpeed
+    ``WarmupDecayLR`` does by default (its first step at lr 0). Both decay linearly afterwards."""
     weight_decay: float = Field(0.0, ge=0.0)
     epochs: int = Field(1, ge=1)
     batch_size_per_worker: int = Field(8, ge=1)

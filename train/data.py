@@ -124,6 +124,17 @@ class TrainingBatch:
     def num_queries(self) -> int:
         return self.query["input_ids"].shape[0]
 
+    @property
+    def num_tokens(self) -> int:
+        return int(self.query["attention_mask"].sum() + self.docs["attention_mask"].sum())
+
+    def to(self, device: torch.device | str) -> "TrainingBatch":
+        """The same batch with every tensor (inputs, labels, keys, teacher scores) on ``device``."""
+        move = lambda tensors: {k: v.to(device, non_blocking=True) for k, v in tensors.items()}  # noqa: E731
+        return TrainingBatch(query=move(self.query), docs=move(self.docs), group_size=self.group_size,
+                             doc_keys=self.doc_keys.to(device), positive_keys=self.positive_keys.to(device),
+                             teacher=None if self.teacher is None else self.teacher.to(device), stats=self.stats)
+
 
 def _ids(ids: Sequence[str] | None, n: int) -> list[str]:
     ids = list(ids or [])

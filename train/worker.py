@@ -20,7 +20,7 @@ from o1e.o1model import O1Model
 from o1e.provenance import fingerprint
 from train.config import TrainConfig
 from train.data import collate, training_steps
-from train.losses import joint_loss
+from train.step import lr_factor, step_losses
 
 CKPT_TAG = "ds"
 STATE_FILE = "o1e_train_state.json"
@@ -40,7 +40,11 @@ def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
 
 
 def build_model(cfg: TrainConfig, model_dir: str) -> O1Model:
-    model = O1Model.from_pretrained(model_dir, seq=cfg.sequence)
+    return prepare_for_training(O1Model.from_pretrained(model_dir, seq=cfg.sequence), cfg)
+
+
+def prepare_for_training(model: O1Model, cfg: TrainConfig) -> O1Model:
+    """Gradient checkpointing and LoRA adapters (peft) as ``cfg`` says, on a loaded O1 model."""
     model.lm.config.use_cache = False
     if cfg.deepspeed.gradient_checkpointing:
         model.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -60,17 +64,6 @@ def build_model(cfg: TrainConfig, model_dir: str) -> O1Model:
             trainable_token_indices=new_tokens, task_type="CAUSAL_LM",
         ))
     return model
-
-
-def warmup_linear(total_steps: int, warmup_ratio: float):
-    warmup = int(total_steps * warmup_ratio)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return factor
 
 
 def _gather_objects(obj: Any) -> list[Any]:
@@ -97,7 +90,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     total_steps = loop_config["total_steps"]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(total_steps, cfg.optim.warmup_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(total_steps, cfg.optim))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=deepspeed_config(cfg, world))
 
@@ -143,13 +136,12 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         state["rows_seen"] += len(rows)
         stats.update(tb.stats)
         engine.train()
-        gen, q, d = engine(tb.query, tb.docs)
-        out = joint_loss(q, d, gen, tb.group_size, cfg.loss, tb.teacher, tb.doc_keys, tb.positive_keys)
+        out = step_losses(engine, tb, cfg.loss, engine.device)
         engine.backward(out.loss)
         engine.step()
         state["step"] += 1
         seconds = time.perf_counter() - started
-        tokens = int(tb.query["attention_mask"].sum() + tb.docs["attention_mask"].sum())
+        tokens = tb.num_tokens
         metrics = {
             "step": state["step"], "epoch": state["epoch"], "loss": out.loss.item(),
             "contrastive_loss": out.contrastive.item(), "generation_loss": out.generation.item(),
