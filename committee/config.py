@@ -9,7 +9,6 @@ from pydantic import Field, field_validator, model_validator
 from o1e.bm25 import PAPER_TOKENIZER, BM25Config, TokenizerConfig
 from o1e.config import Section, StageConfig, kind_union
 from o1e.encoders import DenseEncoderConfig
-from o1e.provenance import fingerprint
 from o1e.ray_utils import RayConfig
 
 
@@ -70,6 +69,10 @@ def resolve_placements(members: list, cluster_cpus: float, cluster_gpus: float, 
 class BM25Member(BM25Config):
     """The paper's sparse member: the candidates form the corpus, the gold document is the query."""
 
+    # A member's placement says where it runs, not what it computes: a rerun on a cluster of another shape
+    # resumes the same shards.
+    not_fingerprinted: ClassVar[tuple[str, ...]] = ("placement",)
+
     kind: Literal["bm25"] = "bm25"
     name: str = "bm25"
     weight: float = Field(1.0, ge=0)
@@ -82,6 +85,8 @@ class DenseMember(DenseEncoderConfig):
 
     The gold document takes ``query_prefix`` and the thoughts ``document_prefix``; both are empty by
     default, as the reference code encodes both sides without a prompt."""
+
+    not_fingerprinted: ClassVar[tuple[str, ...]] = ("placement",)
 
     kind: Literal["dense"] = "dense"
     name: str = "all-MiniLM-L6-v2"
@@ -128,14 +133,6 @@ class CommitteeConfig(StageConfig):
         """Each member's placement on a cluster of this many CPUs and GPUs (``resolve_placements``)."""
         batches_in_flight = self.shards_in_flight * -(-self.shard_size // self.batch_size)
         return resolve_placements(self.members, cluster_cpus, cluster_gpus, batches_in_flight)
-
-    def fingerprint(self) -> str:
-        # A member's placement (replicas, CPUs, GPUs) says where it runs, not what it computes: a rerun on
-        # a cluster of another shape resumes the same shards.
-        data = self.model_dump(mode="json", exclude={"members": {"__all__": {"placement"}}})
-        for name in self.not_fingerprinted:
-            data.pop(name, None)
-        return fingerprint(data)
 
     @model_validator(mode="after")
     def _check(self) -> "CommitteeConfig":

@@ -8,9 +8,8 @@ from pydantic import Field, model_validator
 
 from o1e.config import Section, StageConfig
 from o1e.corpus import PART_ROWS
-from o1e.llm.config import DEPLOYMENT_FIELDS, EngineConfig, SamplingConfig, VllmEngineConfig
+from o1e.llm.config import EngineConfig, SamplingConfig, VllmEngineConfig
 from o1e.paths import DEFAULT_CACHE, DEMO_DATA
-from o1e.provenance import fingerprint
 from o1e.ray_utils import RayConfig
 from o1e.retrievers import THINKING_KINDS, BM25RetrieverConfig, RetrieverConfig
 
@@ -113,13 +112,6 @@ class EvalConfig(StageConfig):
         """A retriever that thinks, scored with at least one thought (``k = [0]`` alone needs none)."""
         return self.thinks and max(self.thoughts.variants()) > 0
 
-    def fingerprint(self) -> str:
-        data = self.model_dump(mode="json")
-        for name in self.not_fingerprinted:
-            data.pop(name, None)
-        if not self.thinks:
-            data.pop("thoughts")
-        else:
-            for name in DEPLOYMENT_FIELDS:
-                data["thoughts"]["engine"].pop(name, None)
-        return fingerprint(data)
+    def fingerprint_data(self, exclude=()) -> dict:
+        """Thoughts count only for a retriever that thinks."""
+        return super().fingerprint_data(exclude=(*exclude, *(() if self.thinks else ("thoughts",))))

@@ -23,7 +23,7 @@ from eval.dataset import EvalDataset
 from o1e import beir, storage
 from o1e.llm import Request, ShardWork, make_engine
 from o1e.llm.base import EngineError
-from o1e.llm.config import DEPLOYMENT_FIELDS, TransformersEngineConfig
+from o1e.llm.config import TransformersEngineConfig
 from o1e.provenance import directory_fingerprint, fingerprint, stable_seed
 from o1e.sequences import ThoughtPrompt
 from o1e.progress import bar as progress_bar
@@ -139,9 +139,9 @@ def generation_fingerprint(cfg: EvalConfig, engine, model_dir: str | None, query
     sampling, n, seed, shards, queries."""
     t = cfg.thoughts
     model = directory_fingerprint(model_dir) if model_dir else engine.model
-    prompt = cfg.thoughts.prompt.model_dump() if cfg.retriever.kind == "expand" else "o1"
-    settings = engine.model_dump(exclude={"model", "served_name", *DEPLOYMENT_FIELDS})
-    return fingerprint({"model": model, "engine": settings, "prompt": prompt, "sampling": t.sampling.model_dump(),
+    prompt = cfg.thoughts.prompt.fingerprint_data() if cfg.retriever.kind == "expand" else "o1"
+    settings = engine.fingerprint_data(exclude=("model", "served_name"))
+    return fingerprint({"model": model, "engine": settings, "prompt": prompt, "sampling": t.sampling.fingerprint_data(),
                         "n": t.n, "seed": t.seed, "shard_size": t.shard_size, "queries": query_ids})
 
 

@@ -8,10 +8,10 @@ wrong types are rejected before any work starts, with the offending key named.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Iterable, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from o1e import storage
 from o1e.provenance import fingerprint
@@ -23,16 +23,64 @@ class ConfigError(ValueError):
     """A config that cannot run; raised before any work starts."""
 
 
+FINGERPRINT_RULE = 1
+"""What a config fingerprint covers (``Section.fingerprint_data``). A deliberate change of rule bumps it: from
+rule 2 on the rule's number is part of every fingerprint, so the change supersedes every output visibly, and
+run records carry it. Rule 1 hashes the data alone, as fingerprints did before rules were numbered."""
+
+_NEUTRAL = "o1e_neutral"
+
+
+def added(default: Any, *, since: str, neutral: Any = ..., **field: Any) -> Any:
+    """A config field added after outputs could already exist (a ``pydantic.Field`` with ``default``).
+
+    At ``neutral``, the value that computes what configs from before the field computed (by default the
+    value it was added with), the field is left out of fingerprints: an upgrade that adds it leaves existing
+    outputs current. Any other value, a later change of its default included, is fingerprinted and
+    supersedes them. ``since``: the release that added it. Mark a field in the change that adds it: marking
+    one that outputs already record would change their fingerprints.
+    """
+    extra = {_NEUTRAL: default if neutral is ... else neutral, "o1e_since": since}
+    return Field(default, json_schema_extra=extra, **field)
+
+
+def fingerprint_value(value: Any) -> Any:
+    if isinstance(value, Section):
+        return value.fingerprint_data()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (list, tuple)):
+        return [fingerprint_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: fingerprint_value(v) for k, v in value.items()}
+    return value
+
+
 class Section(BaseModel):
     """A nested config section: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    not_fingerprinted: ClassVar[tuple[str, ...]] = ()
+    """Fields that say where or how the work runs, not what it computes: left out of fingerprints."""
+
+    def fingerprint_data(self, exclude: Iterable[str] = ()) -> dict[str, Any]:
+        """What the fingerprint covers: every field, nested sections alike, but those in
+        ``not_fingerprinted`` or ``exclude`` and those ``added`` later that sit at their neutral value."""
+        skip = {*self.not_fingerprinted, *exclude}
+        data = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            if name in skip or (_NEUTRAL in extra and value == extra[_NEUTRAL]):
+                continue
+            data[name] = fingerprint_value(value)
+        return data
+
 
 class StageConfig(Section):
     """Base of every stage's config."""
 
-    # Fields that say where results go or how loudly, not what is computed: left out of the fingerprint.
     not_fingerprinted: ClassVar[tuple[str, ...]] = ("output", "ray", "progress", "overwrite")
 
     overwrite: bool = False
@@ -53,13 +101,15 @@ class StageConfig(Section):
             storage.check_output(url)
 
     def fingerprint(self) -> str:
-        data = self.model_dump(mode="json")
-        for name in self.not_fingerprinted:
-            data.pop(name, None)
-        return fingerprint(data)
+        return config_fingerprint(self.fingerprint_data())
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def config_fingerprint(data: dict[str, Any]) -> str:
+    """The fingerprint of ``fingerprint_data`` under the current ``FINGERPRINT_RULE``."""
+    return fingerprint(data if FINGERPRINT_RULE == 1 else {"fingerprint_rule": FINGERPRINT_RULE, **data})
 
 
 def kind_union(default: str, **variants: type[Section]) -> Any:

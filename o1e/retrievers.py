@@ -121,7 +121,7 @@ def embedding_fingerprint(config, model_dir: str) -> str:
     """Identifies the vectors a config produces: the model's files and every setting that changes them."""
     if config.kind == "expand":
         return embedding_fingerprint(config.base, model_dir)
-    settings = config.model_dump(exclude={"model", "batch_size", "device", "trust_remote_code"})
+    settings = config.fingerprint_data(exclude=("model", "batch_size", "device", "trust_remote_code"))
     if config.kind == "o1":
         settings.pop("add_special_tokens")
     if config.kind == "dense" and config.max_length is None and config.pooling != "auto":

@@ -14,9 +14,8 @@ from pydantic import Field
 
 from o1e.bm25 import BM25Config
 from o1e.config import Section, StageConfig
-from o1e.llm.config import DEPLOYMENT_FIELDS, EngineConfig, SamplingConfig, VllmEngineConfig
+from o1e.llm.config import EngineConfig, SamplingConfig, VllmEngineConfig
 from o1e.paths import DEMO_DATA
-from o1e.provenance import fingerprint
 from o1e.ray_utils import RayConfig
 from o1e.retrievers import DenseRetrieverConfig, O1RetrieverConfig
 
@@ -141,10 +140,3 @@ class SynthConfig(StageConfig):
     progress: bool = True
     ray: RayConfig = RayConfig()
 
-    def fingerprint(self) -> str:
-        data = self.model_dump(mode="json")
-        for name in self.not_fingerprinted:
-            data.pop(name, None)
-        for name in DEPLOYMENT_FIELDS:
-            data["engine"].pop(name, None)
-        return fingerprint(data)

