@@ -4,7 +4,8 @@
 - A ``rejects`` dataset: one row per input row that could not be used, with the reason (schema ``rejects``).
 - ``config.yaml``: the resolved config.
 - ``summary.json``, written last: its presence means the run finished. It holds the stage's own figures
-  plus the stage name, the fingerprint, the code version, the finishing time and ``throughput``: rows
+  plus the stage name, the fingerprint and the rule it follows (``o1e.config.FINGERPRINT_RULE``), the code
+  version, the finishing time and ``throughput``: rows
   handled, rows/s over the run and the driver process's peak resident memory.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from o1e import schemas, storage
+from o1e import config as o1e_config
 from o1e.config import StageConfig
 from o1e.provenance import code_version
 
@@ -101,7 +103,7 @@ class RunRecord:
                       "driver_peak_rss_mb": driver_peak_rss_mb()}
         summary = {"stage": self.stage, **summary, "throughput": throughput,
                    "config_fingerprint": self.lineage["config_fingerprint"],
-                   "code_version": code_version(),
+                   "fingerprint_rule": o1e_config.FINGERPRINT_RULE, "code_version": code_version(),
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         storage.write_text(self.url(CONFIG), self.config.to_yaml())
         storage.write_json(self.url(SUMMARY), summary)

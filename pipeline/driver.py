@@ -18,7 +18,7 @@ from rich.table import Table
 from committee.driver import run_committee
 from eval.driver import run_eval
 from o1e import runs, storage
-from o1e.config import ConfigError
+from o1e.config import FINGERPRINT_RULE, ConfigError
 from o1e.provenance import code_version
 from pipeline.config import PipelineConfig
 from pipeline.plan import Step, build_steps, is_current, read_record, record_url, step_rows, window
@@ -81,7 +81,8 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
         RUNNERS[step.stage](step.config, show)
         record = {
             "step": step.name, "stage": step.stage, "fingerprint": step.fingerprint,
-            "config_fingerprint": step.config.fingerprint(), "upstream": step.deps, "output": step.output,
+            "config_fingerprint": step.config.fingerprint(), "fingerprint_rule": FINGERPRINT_RULE,
+            "upstream": step.deps, "output": step.output,
             "elapsed_s": round(time.perf_counter() - t0, 3), **step_rows(step),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "code_version": code_version(),

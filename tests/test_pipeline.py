@@ -133,3 +133,9 @@ def test_an_upgrade_adding_a_defaulted_field_leaves_the_pipeline_current(pipelin
     assert stale(NewLossField) == set()
     assert stale(NewLossFieldDefaultChanged) == {"train", "eval"}
     assert stale(TemperatureDefaultChanged) == {"train", "eval"}
+    # Records say which rule their fingerprints follow.
+    from o1e.config import FINGERPRINT_RULE
+
+    root = pipeline_demo["root"]
+    assert storage.read_json(os.path.join(root, "_pipeline", "train.json"))["fingerprint_rule"] == FINGERPRINT_RULE
+    assert storage.read_json(os.path.join(root, "train", "summary.json"))["fingerprint_rule"] == FINGERPRINT_RULE
