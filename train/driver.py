@@ -27,7 +27,7 @@ LINEAGE_FILE = "lineage.json"
 def check_config(cfg: TrainConfig) -> str:
     """Everything that can be checked before a worker starts; returns the local base-model folder."""
     if not cfg.data:
-        raise ConfigError("data: the training dataset is required (data=PATH or -d PATH)")
+        raise ConfigError("data: the training dataset is required (-i PATH or data=PATH)")
     if not cfg.model:
         raise ConfigError("model: the base causal LM folder is required (model=PATH or -m PATH)")
     try:
