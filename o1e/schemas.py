@@ -2,7 +2,7 @@
 
 Other teams read these datasets. A change that removes, renames or retypes a field bumps that schema's
 ``version``; readers refuse a version they do not know. ``python -m o1e.schemas`` prints the Markdown
-that README.md's "Datasets" section holds (a test keeps the two equal).
+that docs/data.md's "Datasets" section holds (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def get(name: str) -> DatasetSchema:
 
 
 def markdown() -> str:
-    """The schemas as Markdown tables, for README.md."""
+    """The schemas as Markdown tables, for docs/data.md."""
     out = []
     for schema in ALL.values():
         out.append(f"#### `{schema.name}` (version {schema.version})\n\n{schema.doc}\n")

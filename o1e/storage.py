@@ -312,7 +312,7 @@ def _first_line(err: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------------
 # Datasets: Parquet parts + a manifest written last
 #
-# Commit protocol (README, "The dataset contract"): a shard's part is written under _shards/ (a name that
+# Commit protocol (docs/data.md, "The dataset contract"): a shard's part is written under _shards/ (a name that
 # glob readers of DIR/*.parquet and pyarrow/pandas/Spark folder readers skip), then its marker
 # _shards/<id>.json. finalize() deletes the parts of the previous version, moves the new parts into DIR,
 # then writes _manifest.json. A reader of DIR/*.parquet therefore sees only whole parts and never a mix

@@ -128,7 +128,7 @@ def pipeline_demo(tmp_path_factory, small_beir) -> dict:
     # Its own home (embedding cache, vLLM cache), but DeepSpeed's compiled CPU op from the usual place.
     env.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/o1e/torch_extensions"))
     env["HOME"] = str(root.parent / "home")
-    # Lighter than the README's demo, for CI time: a few queries (vote in two shards of 4), 24-token expert
+    # Lighter than the documented demo, for CI time: a few queries (vote in two shards of 4), 24-token expert
     # thoughts and 16-token query-time ones, and no HyDE or MiniLM baselines (test_eval_expand and
     # test_eval_ray check those).
     overrides = [f"prepare.dataset.path={small_beir}", "synth.sampling.max_tokens=24", "vote.shard_size=4",

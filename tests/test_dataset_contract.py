@@ -98,7 +98,7 @@ def test_outside_readers_see_nothing_before_commit_and_agree_after(tmp_path):
 
 
 def test_reading_only_listed_parts_recipe(tmp_path):
-    """The README's recipe: read the parts the manifest lists, whatever else the folder holds."""
+    """The documented recipe (docs/data.md): read the parts the manifest lists, whatever else the folder holds."""
     url = str(tmp_path / "ds")
     storage.write_table(url, rows(6), "eval_run")
     pq.write_table(rows(3), os.path.join(url, "part-stray.parquet"))

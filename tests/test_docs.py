@@ -211,3 +211,21 @@ o1e run -c pipeline/configs/demo.yaml train.optim.lr=1e-4 "baselines.bm25.top_k=
 See `train.step.step_losses` and `retriever.doc_max_tokens`.
 """
     assert drift(right) == []
+
+
+def test_the_docs_site_builds_strictly(tmp_path):
+    """``mkdocs build --strict``: every page in the nav, every link between pages resolves."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "site" / "train" / "index.html").is_file()
+
+
+def test_the_readme_is_a_front_page():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 300
+    linked = set(re.findall(r"\(docs/([\w-]+\.md)", text))
+    assert linked == {p.name for p in (ROOT / "docs").glob("*.md")} - {"index.md"}

@@ -4,7 +4,7 @@ and 3) and its baselines.
 
 One pipeline run serves every test here (the ``pipeline_demo`` fixture: 8 train and 8 test queries cut from
 the bundled slice, killed during vote, then rerun). So few queries check the machinery on the real model;
-the README's demo and study give the method's figures.
+the demo and the study (docs/demo.md, docs/eval.md) give the method's figures.
 """
 
 from __future__ import annotations

@@ -54,5 +54,5 @@ def test_bm25_near_published_lucene_figure(scifact, tmp_path, backend):
     result = run_eval(cfg, show=False)
     print(f"\nBM25 ({result.info['retriever']}) SciFact test: {result.metrics}")
     # Published Lucene BM25 (BEIR, Elasticsearch multi-field): 0.665. One title+text field with Porter
-    # stemming lands a little above it; see README's "Reference figures".
+    # stemming lands a little above it; see docs/eval.md, "Reference figures".
     assert 0.66 <= result.metrics["ndcg@10"] <= 0.70

@@ -57,10 +57,10 @@ class VllmEngineConfig(Section):
     dtype: str = "auto"
     """``auto``: vLLM's rule on GPUs (the checkpoint's dtype, float32 checkpoints in bfloat16); float32 on a
     CPU replica, where vLLM's ``auto`` also picks bfloat16, which runs about 75x slower than float32 on CPUs
-    without AVX-512/AMX (README: CPU engine settings)."""
+    without AVX-512/AMX (docs/real-models.md)."""
     enforce_eager: bool | None = None
     """``true`` skips torch.compile / CUDA graphs: faster start, lower steady throughput; ``None``: compiled
-    on GPUs, eager on a CPU replica (README: CPU engine settings)."""
+    on GPUs, eager on a CPU replica (docs/real-models.md)."""
     start_timeout_s: float = Field(1800.0, gt=0)
     """A replica not ready after this long fails the run with one line (a 70B model on a cold node loads in
     minutes, not half an hour)."""

