@@ -84,7 +84,7 @@ def iter_lines(url: str, on_bad_line: OnBadLine, rejects: list[Reject]) -> Itera
             yield number, line
 
 
-def _read_jsonl(url: str, on_bad_line: OnBadLine, rejects: list[Reject]) -> Iterator[tuple[int, dict]]:
+def read_jsonl(url: str, on_bad_line: OnBadLine, rejects: list[Reject]) -> Iterator[tuple[int, dict]]:
     for number, line in iter_lines(url, on_bad_line, rejects):
         if not line.strip():
             continue
@@ -108,7 +108,7 @@ def load_corpus(url: str, on_bad_line: OnBadLine = "error", rejects: list[Reject
     corpus = Corpus()
     seen: set[str] = set()
     digest = hashlib.sha256()
-    for number, obj in _read_jsonl(url, on_bad_line, rejects):
+    for number, obj in read_jsonl(url, on_bad_line, rejects):
         doc_id = str(obj["_id"])
         if doc_id in seen:
             message = f"{url} line {number}: duplicate document id {doc_id!r}"
@@ -132,7 +132,7 @@ def load_queries(url: str, on_bad_line: OnBadLine = "error", rejects: list[Rejec
     """Query id -> text. An empty query and a repeated id (the first copy is kept) are rejects."""
     rejects = [] if rejects is None else rejects
     queries: dict[str, str] = {}
-    for number, obj in _read_jsonl(url, on_bad_line, rejects):
+    for number, obj in read_jsonl(url, on_bad_line, rejects):
         query_id, text = str(obj["_id"]), obj.get("text")
         if query_id in queries:
             rejects.append(Reject(url, query_id, "duplicate_query",

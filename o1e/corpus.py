@@ -110,7 +110,7 @@ def convert(source: str, url: str, on_bad_line: OnBadLine = "error", part_rows: 
     digest = hashlib.sha256()
     rows: list[tuple[int, str, str, str]] = []
     count = 0
-    for number, obj in beir._read_jsonl(source, on_bad_line, rejects):
+    for number, obj in beir.read_jsonl(source, on_bad_line, rejects):
         doc_id, title, text = str(obj["_id"]), str(obj.get("title") or ""), str(obj.get("text") or "")
         digest.update(json.dumps([doc_id, title, text]).encode("utf-8"))
         rows.append((number, doc_id, title, text))
