@@ -7,7 +7,7 @@ repeats, the best of each), on the oracle inputs built from a BEIR split (defaul
 - bare: one Python process that reads the two input datasets, imports sentence-transformers, loads the
   encoder, encodes each distinct gold document once and every candidate thought once with it (cosine
   x 100), and scores every group with rank-bm25. No Ray, no planning, no outputs.
-- o1e: ``python -m committee`` (``o1e vote``) with its default committee and settings, as a new user
+- o1e: ``python -m o1e.committee`` (``o1e vote``) with its default committee and settings, as a new user
   runs it (BM25 + all-MiniLM-L6-v2 at the model's own max length, placement decided from the cluster),
   joining a Ray cluster that is already running (clusters outlive jobs; its start is not counted):
   members as actor pools that start and load their models inside the clock, planning, voting, the
@@ -63,7 +63,7 @@ def bare_process(work: str, cpus: int) -> None:
     import sentence_transformers  # noqa: F401  (imported here so that its cost lands in import_s)
     import torch
 
-    from committee.config import BM25Member, DenseMember
+    from o1e.committee.config import BM25Member, DenseMember
     from o1e.bm25 import BM25Index
     from o1e.encoders import encode, load_encoder
     from o1e.models import resolve_model_dir
@@ -113,7 +113,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from committee.oracle import write_oracle_inputs
+    from o1e.committee.oracle import write_oracle_inputs
     from o1e.ray_utils import RayConfig, init_ray
 
     work = tempfile.mkdtemp(prefix="committee-bench-")
@@ -125,7 +125,7 @@ def main() -> None:
     bare_command = [sys.executable, os.path.abspath(__file__), "--bare-process", work, "--cpus", str(args.cpus)]
 
     def o1e_command(run: int) -> list[str]:
-        return [sys.executable, "-m", "committee", "-t", os.path.join(work, "training_rows"),
+        return [sys.executable, "-m", "o1e.committee", "-t", os.path.join(work, "training_rows"),
                 "-i", os.path.join(work, "candidates"), "-o", os.path.join(work, f"out{run}"), "progress=false"]
 
     # Interleaved repeats, best of each: other load on a shared machine hits both sides alike.

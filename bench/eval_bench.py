@@ -25,8 +25,8 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from eval.config import EvalConfig  # noqa: E402
-from eval.driver import run_eval  # noqa: E402
+from o1e.eval.config import EvalConfig  # noqa: E402
+from o1e.eval.driver import run_eval  # noqa: E402
 from o1e import beir  # noqa: E402
 from o1e.encoders import DenseEncoderConfig, encode, load_encoder  # noqa: E402
 from o1e.models import resolve_model_dir  # noqa: E402

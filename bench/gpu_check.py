@@ -40,10 +40,10 @@ import torch  # noqa: E402
 
 from o1e.o1model import O1Model  # noqa: E402
 from o1e.sequences import SequenceConfig  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.data import collate  # noqa: E402
-from train.step import step_losses  # noqa: E402
-from train.worker import prepare_for_training  # noqa: E402
+from o1e.train.config import TrainConfig  # noqa: E402
+from o1e.train.data import collate  # noqa: E402
+from o1e.train.step import step_losses  # noqa: E402
+from o1e.train.worker import prepare_for_training  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -162,8 +162,8 @@ def main() -> None:
         if not os.path.isfile(os.path.join(args.dataset, "corpus.jsonl")):
             raise SystemExit(f"SciFact not found at {args.dataset}: give --dataset")
         from o1e.config import load_config
-        from pipeline.config import PipelineConfig
-        from pipeline.driver import run_pipeline
+        from o1e.pipeline.config import PipelineConfig
+        from o1e.pipeline.driver import run_pipeline
 
         oracle = oracle_thoughts(args.dataset, "test", os.path.join(root, "oracle_thoughts.parquet"))
         cfg = load_config(PipelineConfig, CONFIG, [

@@ -62,11 +62,11 @@ def main() -> None:
     from o1e.config import load_config
     from o1e.llm.ray_engine import CPU_VLLM_ENV, RayEngine
     from o1e.models import resolve_model_dir
-    from synth import prompts as P
-    from synth.config import SynthConfig
-    from synth.driver import run_synth
-    from synth.rows import load_pool
-    from synth.tiny import make_tiny_chat_model
+    from o1e.synth import prompts as P
+    from o1e.synth.config import SynthConfig
+    from o1e.synth.driver import run_synth
+    from o1e.synth.rows import load_pool
+    from o1e.synth.tiny import make_tiny_chat_model
 
     # The bare engine runs in this process with what o1e's replicas get (a variable set here wins on both).
     for name, value in CPU_VLLM_ENV.items():

@@ -124,8 +124,8 @@ def o1e_side(o1_dir: str, data, args, cpus: int) -> dict:
     """``eval.thoughts.generate`` as ``o1e eval -r o1`` runs it (vLLM replica on the local Ray cluster)."""
     import pyarrow.compute as pc
 
-    from eval.config import EvalConfig
-    from eval.thoughts import generate
+    from o1e.eval.config import EvalConfig
+    from o1e.eval.thoughts import generate
     from o1e import storage
     from o1e.config import load_config
 

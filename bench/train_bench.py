@@ -42,10 +42,10 @@ def measure(args) -> dict:
 
     from o1e.o1model import O1Model
     from o1e.sequences import SequenceConfig
-    from train import data as train_data
-    from train.config import LossConfig
-    from train.losses import joint_loss
-    from train.tiny import scifact_training_table
+    from o1e.train import data as train_data
+    from o1e.train.config import LossConfig
+    from o1e.train.losses import joint_loss
+    from o1e.train.tiny import scifact_training_table
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)

@@ -24,4 +24,4 @@ exec ray job submit --address "${RAY_ADDRESS:-http://127.0.0.1:8265}" --working-
   --runtime-env clusters/runtime_env.yaml \
   --submission-id "${SUBMISSION_ID:-o1e-$stage-$(date -u +%Y%m%dT%H%M%S)-${commit%.dirty}}" \
   --entrypoint-num-cpus "${ENTRYPOINT_CPUS:-1}" \
-  -- env O1E_GIT_COMMIT="$commit" python -m "$module" "$@"
+  -- env O1E_GIT_COMMIT="$commit" python -m "o1e.$module" "$@"

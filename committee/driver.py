@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from committee import buckets, report
-from committee.config import CommitteeConfig
-from committee.executors import ShardScores, make_executor
-from committee.plan import (NOT_VOTED, Plan, Shard, ShardPlan, assemble_shard, index_candidates,
+from o1e.committee import buckets, report
+from o1e.committee.config import CommitteeConfig
+from o1e.committee.executors import ShardScores, make_executor
+from o1e.committee.plan import (NOT_VOTED, Plan, Shard, ShardPlan, assemble_shard, index_candidates,
                             index_training, plan_committee)
-from committee.vote import vote
+from o1e.committee.vote import vote
 from o1e import runs, schemas, storage
 from o1e.beir import DatasetError
 from o1e.config import ConfigError

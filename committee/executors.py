@@ -14,9 +14,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from committee.config import CommitteeConfig, Placement
-from committee.members import ScoringBatch, build_member
-from committee.plan import Shard
+from o1e.committee.config import CommitteeConfig, Placement
+from o1e.committee.members import ScoringBatch, build_member
+from o1e.committee.plan import Shard
 from o1e.progress import bar as progress_bar
 
 ShardScores = list[list[np.ndarray]]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from committee.config import BM25Member, DenseMember
+from o1e.committee.config import BM25Member, DenseMember
 from o1e.bm25 import BM25Index
 from o1e.models import resolve_model_dir
 from o1e.retrievers import DenseRetriever

@@ -2,7 +2,7 @@
 its gold document, one sentence of a random other document and one generic sentence (in a random
 order); a sound committee picks the gold-document sentence. Used by the tests and the benchmark.
 
-``python -m committee.oracle BEIR_DIR OUT [--split train]`` writes ``OUT/training_rows`` and
+``python -m o1e.committee.oracle BEIR_DIR OUT [--split train]`` writes ``OUT/training_rows`` and
 ``OUT/candidates`` (plus ``OUT/oracle.json``, each query's gold candidate index) for ``o1e vote``."""
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from o1e import runs
 
-from committee.members import ScoringBatch
+from o1e.committee.members import ScoringBatch
 
 NOT_VOTED = -1
 """``Plan.row_shard`` / ``Plan.candidate_row`` of a row that no shard scores."""

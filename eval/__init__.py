@@ -1,1 +1,1 @@
-"""eval: sharded retrieval evaluation on BEIR-format datasets (``o1e eval`` / ``python -m eval``)."""
+"""eval: sharded retrieval evaluation on BEIR-format datasets (``o1e eval`` / ``python -m o1e.eval``)."""

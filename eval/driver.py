@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from eval import dataset as eval_dataset, report, thoughts as thought_stage
-from eval.config import EvalConfig
-from eval.metrics import Ranking, evaluate
-from eval.dataset import EvalDataset, prepare_corpus
-from eval.search import merge_shards, shard_plans
-from eval.thoughts import ThoughtSet
-from eval.worker import BM25Worker, ShardHits, ShardTask, ShardWorker
+from o1e.eval import dataset as eval_dataset, report, thoughts as thought_stage
+from o1e.eval.config import EvalConfig
+from o1e.eval.metrics import Ranking, evaluate
+from o1e.eval.dataset import EvalDataset, prepare_corpus
+from o1e.eval.search import merge_shards, shard_plans
+from o1e.eval.thoughts import ThoughtSet
+from o1e.eval.worker import BM25Worker, ShardHits, ShardTask, ShardWorker
 from o1e import corpus, storage
 from o1e.models import resolve_model_dir
 from o1e.progress import Counter, wait_with_progress

@@ -9,8 +9,8 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
-from eval.metrics import METRICS
-from eval.dataset import EvalDataset
+from o1e.eval.metrics import METRICS
+from o1e.eval.dataset import EvalDataset
 from o1e import lineage, runs, schemas, storage
 from o1e.corpus import CorpusDataset
 from o1e.provenance import code_version

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from eval.metrics import Ranking, trec_order
+from o1e.eval.metrics import Ranking, trec_order
 from o1e.retrievers import flat_ip_index
 
 

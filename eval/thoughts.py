@@ -18,8 +18,8 @@ from typing import ClassVar, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from eval.config import EvalConfig, ExpansionPrompt
-from eval.dataset import EvalDataset
+from o1e.eval.config import EvalConfig, ExpansionPrompt
+from o1e.eval.dataset import EvalDataset
 from o1e import beir, storage
 from o1e.llm import Request, ShardWork, make_engine
 from o1e.llm.base import EngineError

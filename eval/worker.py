@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from eval.metrics import Ranking, trec_order
-from eval.search import search_shard
+from o1e.eval.metrics import Ranking, trec_order
+from o1e.eval.search import search_shard
 from o1e import corpus, storage
 from o1e.bm25 import BM25Index
 from o1e.retrievers import build_retriever, expand_query_text

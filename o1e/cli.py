@@ -52,7 +52,7 @@ class StageGroup:
 STAGES: dict[str, Stage | StageGroup] = {
     "eval": Stage(
         "eval", "evaluate a retriever on a BEIR-format dataset (nDCG@10, MRR@10, Recall@100/1000)",
-        "eval.config:EvalConfig", "eval.driver:run_eval",
+        "o1e.eval.config:EvalConfig", "o1e.eval.driver:run_eval",
         [
             Flag(("-d", "--dataset"), "dataset.path", "BEIR folder or s3:// prefix (default: bundled demo data)"),
             Flag(("-s", "--split"), "dataset.split", "qrels split (default: test)"),
@@ -69,7 +69,7 @@ STAGES: dict[str, Stage | StageGroup] = {
     ),
     "vote": Stage(
         "vote", "let the retrieval committee score every candidate thought against its gold document and vote",
-        "committee.config:CommitteeConfig", "committee.driver:run_committee",
+        "o1e.committee.config:CommitteeConfig", "o1e.committee.driver:run_committee",
         [
             Flag(("-t", "--training-rows"), "training_rows", "training_rows dataset (folder or s3:// prefix)"),
             Flag(("-i", "--candidates"), "candidates", "candidates dataset written by o1e synth run"),
@@ -86,7 +86,7 @@ STAGES: dict[str, Stage | StageGroup] = {
     "synth": StageGroup("synth", "synthesise candidate thoughts with an expert LLM", {
         "prepare": Stage(
             "prepare", "training rows (query, positives, hard negatives) from a BEIR train split or JSONL rows",
-            "synth.config:PrepareConfig", "synth.prepare:run_prepare",
+            "o1e.synth.config:PrepareConfig", "o1e.synth.prepare:run_prepare",
             [
                 Flag(("-d", "--dataset"), "dataset.path", "BEIR folder, JSONL rows file, or s3:// (default: bundled demo)"),
                 Flag(("-s", "--split"), "dataset.split", "qrels split (default: train)"),
@@ -100,7 +100,7 @@ STAGES: dict[str, Stage | StageGroup] = {
         ),
         "run": Stage(
             "run", "write N candidate thoughts per training query (vLLM on Ray, or an OpenAI-compatible endpoint)",
-            "synth.config:SynthConfig", "synth.driver:run_synth",
+            "o1e.synth.config:SynthConfig", "o1e.synth.driver:run_synth",
             [
                 Flag(("-i", "--input"), "input", "training_rows dataset (folder or s3://)"),
                 Flag(("-m", "--model"), "engine.model", "expert model directory (vllm) or served name (openai)"),
@@ -117,7 +117,7 @@ STAGES: dict[str, Stage | StageGroup] = {
     }),
     "train": Stage(
         "train", "jointly fine-tune a causal LM to think (generate) and embed (Ray Train + DeepSpeed)",
-        "train.config:TrainConfig", "train.driver:run_train",
+        "o1e.train.config:TrainConfig", "o1e.train.driver:run_train",
         [
             Flag(("-i", "--input"), "data", "the `training` dataset written by o1e vote (folder or s3://)"),
             Flag(("-m", "--model"), "model", "base causal LM folder (local or s3://)"),
@@ -130,7 +130,7 @@ STAGES: dict[str, Stage | StageGroup] = {
     ),
     "run": Stage(
         "run", "the whole pipeline: prepare, synth, vote, train, eval (each skipped when its output is current)",
-        "pipeline.config:PipelineConfig", "pipeline.driver:run_pipeline",
+        "o1e.pipeline.config:PipelineConfig", "o1e.pipeline.driver:run_pipeline",
         [Flag(("-o", "--output"), "output", "output root of every stage (local or s3://)")],
         example="o1e run -c pipeline/configs/demo.yaml train.optim.lr=1e-4 --from train",
     ),
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "demo":
-            _load("pipeline.demo:run_demo")(args.output, args.overrides)
+            _load("o1e.pipeline.demo:run_demo")(args.output, args.overrides)
             return 0
         if args.command == "lineage":
             print_lineage(args.path, args.json)
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             print(cfg.to_yaml(), end="")
             return 0
         if args.command == "run" and args.dry_run:
-            problems = _load("pipeline.driver:dry_run")(cfg, args.cluster, args.start, args.until)
+            problems = _load("o1e.pipeline.driver:dry_run")(cfg, args.cluster, args.start, args.until)
             return 1 if problems else 0
         if args.command == "run":
             _load(stage.runner)(cfg, start=args.start, until=args.until)

@@ -1,4 +1,4 @@
-"""``python -m pipeline ...`` is ``o1e run ...`` (the entry point for ``ray job submit``)."""
+"""``python -m o1e.pipeline ...`` is ``o1e run ...`` (the entry point for ``ray job submit``)."""
 
 import sys
 

@@ -29,13 +29,13 @@ from typing import Any, ClassVar
 import yaml
 from pydantic import model_validator
 
-from committee.config import CommitteeConfig
-from eval.config import EvalConfig
+from o1e.committee.config import CommitteeConfig
+from o1e.eval.config import EvalConfig
 from o1e import storage
 from o1e.config import Section, StageConfig
 from o1e.ray_utils import RayConfig
-from synth.config import PrepareConfig, SynthConfig
-from train.config import TrainConfig
+from o1e.synth.config import PrepareConfig, SynthConfig
+from o1e.train.config import TrainConfig
 
 STAGES = ("prepare", "synth", "vote", "train", "eval")
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,8 +12,8 @@ import os
 
 from o1e import storage
 from o1e.config import load_config
-from pipeline.config import PipelineConfig
-from pipeline.driver import run_pipeline
+from o1e.pipeline.config import PipelineConfig
+from o1e.pipeline.driver import run_pipeline
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
 

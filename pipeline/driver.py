@@ -15,16 +15,16 @@ from datetime import datetime, timezone
 from rich.console import Console
 from rich.table import Table
 
-from committee.driver import run_committee
-from eval.driver import run_eval
+from o1e.committee.driver import run_committee
+from o1e.eval.driver import run_eval
 from o1e import runs, storage
 from o1e.config import FINGERPRINT_RULE, ConfigError
 from o1e.provenance import code_version
-from pipeline.config import PipelineConfig
-from pipeline.plan import Step, build_steps, is_current, read_record, record_url, step_rows, window
-from synth.driver import run_synth
-from synth.prepare import run_prepare
-from train.driver import run_train
+from o1e.pipeline.config import PipelineConfig
+from o1e.pipeline.plan import Step, build_steps, is_current, read_record, record_url, step_rows, window
+from o1e.synth.driver import run_synth
+from o1e.synth.prepare import run_prepare
+from o1e.train.driver import run_train
 
 console = Console(highlight=False)
 
@@ -143,7 +143,7 @@ def dry_run(cfg: PipelineConfig, cluster: str | None = None, start: str | None =
     that fits. Returns the placement problems (empty: it fits); starts nothing."""
     import yaml
 
-    from pipeline.resources import cluster_nodes, fits, stage_requests
+    from o1e.pipeline.resources import cluster_nodes, fits, stage_requests
 
     try:
         selected = window(build_steps(cfg), start, until)

@@ -13,7 +13,7 @@ from typing import Any
 
 from o1e import runs, storage
 from o1e.provenance import fingerprint
-from pipeline.config import STAGES, PipelineConfig
+from o1e.pipeline.config import STAGES, PipelineConfig
 
 RECORDS = "_pipeline"
 

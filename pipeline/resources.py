@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from o1e.ray_utils import RayConfig, worker_cpus, worker_gpus
-from pipeline.config import PipelineConfig
+from o1e.pipeline.config import PipelineConfig
 
 
 @dataclass

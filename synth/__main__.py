@@ -1,4 +1,4 @@
-"""synth: candidate thoughts from an expert LLM (``o1e synth prepare|run`` / ``python -m synth prepare|run``)."""
+"""synth: candidate thoughts from an expert LLM (``o1e synth prepare|run`` / ``python -m o1e.synth prepare|run``)."""
 import sys
 
 from o1e.cli import main

@@ -25,10 +25,10 @@ from o1e.models import resolve_model_dir
 from o1e.llm import GenerationResult, Request, ShardWork, make_engine
 from o1e.provenance import fingerprint
 from o1e.progress import bar as progress_bar
-from synth import report
-from synth.config import SynthConfig
-from synth.prompts import ExplorationPrompts, candidate_prompts, sampling_seed
-from synth.rows import (count_known, count_shards, duplicate_first_rows, iter_new_shards, iter_shards, load_pool,
+from o1e.synth import report
+from o1e.synth.config import SynthConfig
+from o1e.synth.prompts import ExplorationPrompts, candidate_prompts, sampling_seed
+from o1e.synth.rows import (count_known, count_shards, duplicate_first_rows, iter_new_shards, iter_shards, load_pool,
                         row_problem)
 
 

@@ -10,8 +10,8 @@ import numpy as np
 
 from o1e import beir
 from o1e.provenance import fingerprint
-from synth.config import MiningConfig, PrepareConfig
-from synth.training_rows import Row, load_beir, read_jsonl_rows
+from o1e.synth.config import MiningConfig, PrepareConfig
+from o1e.synth.training_rows import Row, load_beir, read_jsonl_rows
 
 RowToMine = tuple[str, str, list[str]]
 """(query id, query, positive ids): what the worker needs of a row to mine its negatives."""

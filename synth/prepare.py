@@ -23,10 +23,10 @@ from o1e import beir, runs, schemas, storage
 from o1e.config import ConfigError
 from o1e.progress import Counter, bar as progress_bar, wait_with_progress
 from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
-from synth.config import PrepareConfig
-from synth.mining import MiningWorker
-from synth.report import console
-from synth.training_rows import Row, read_jsonl_rows
+from o1e.synth.config import PrepareConfig
+from o1e.synth.mining import MiningWorker
+from o1e.synth.report import console
+from o1e.synth.training_rows import Row, read_jsonl_rows
 
 class ShardWriter:
     """Rows in, consecutive ``shard_rows``-row shards out (named by number), each committed once full."""

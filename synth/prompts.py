@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from o1e.provenance import stable_seed
-from synth.config import PromptConfig
+from o1e.synth.config import PromptConfig
 
 
 @dataclass(frozen=True)

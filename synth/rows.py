@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from o1e import storage
 from o1e.provenance import stable_seed
-from synth.prompts import ExamplePool
+from o1e.synth.prompts import ExamplePool
 
 
 def row_problem(query: str | None, positives: list[str] | None) -> tuple[str, str] | None:

@@ -9,7 +9,7 @@ from typing import Iterator
 
 from o1e import beir, runs
 from o1e.provenance import fingerprint
-from synth.config import PrepareSource
+from o1e.synth.config import PrepareSource
 
 
 @dataclass

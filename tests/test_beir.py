@@ -58,7 +58,7 @@ def test_qrels_naming_unknown_documents_are_kept_and_counted_as_beir_does(tmp_pa
     assert sorted(r.reason for r in dropped.rejects) == ["unknown_doc", "unknown_query"]
 
     # A kept judgment counts against the metrics, as in BEIR and MTEB: q0 found d0 but never missing-doc.
-    from eval.metrics import evaluate
+    from o1e.eval.metrics import evaluate
 
     ranking = {"q0": [("d0", 2.0), ("d1", 1.0)], "q1": [("d2", 1.0)]}
     kept, _ = evaluate(data.qrels, ranking)

@@ -1,4 +1,4 @@
-"""`ray job submit --working-dir . -- python -m eval ...` against a real Ray head on loopback."""
+"""`ray job submit --working-dir . -- python -m o1e.eval ...` against a real Ray head on loopback."""
 
 import json
 import os
@@ -79,7 +79,7 @@ def test_ray_job_submit_runs_the_eval_stage(ray_head, demo_data, tmp_path):
     proc = subprocess.run(
         [RAY, "job", "submit", "--address", address, "--working-dir", REPO,
          "--runtime-env", os.path.join(REPO, "clusters", "runtime_env.yaml"), "--",
-         "python", "-m", "eval", "-d", demo_data, "-r", "bm25", "-k", "100", "-o", str(out)],
+         "python", "-m", "o1e.eval", "-d", demo_data, "-r", "bm25", "-k", "100", "-o", str(out)],
         env=env, capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

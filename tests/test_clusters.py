@@ -13,8 +13,8 @@ import yaml
 
 from conftest import REPO
 from o1e.config import load_config
-from pipeline.config import PipelineConfig
-from pipeline.resources import cluster_nodes, fits, stage_requests
+from o1e.pipeline.config import PipelineConfig
+from o1e.pipeline.resources import cluster_nodes, fits, stage_requests
 
 CLUSTERS = os.path.join(REPO, "clusters")
 PAPER = os.path.join(REPO, "pipeline", "configs", "paper.yaml")
@@ -41,7 +41,7 @@ def test_every_cluster_file_is_known_and_complete():
             assert doc["max_workers"] >= max(n.get("max_workers", 0) for n in doc["available_node_types"].values())
         elif kind == "RayJob":
             spec = doc["spec"]
-            assert doc["apiVersion"] == "ray.io/v1" and spec["entrypoint"].startswith("python -m pipeline")
+            assert doc["apiVersion"] == "ray.io/v1" and spec["entrypoint"].startswith("python -m o1e.pipeline")
             assert spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
             assert spec["rayClusterSpec"]["workerGroupSpecs"] and spec["shutdownAfterJobFinishes"] is True
         elif kind == "RayCronJob":
@@ -80,7 +80,7 @@ def test_paper_pipeline_fits_the_clusters_and_a_small_one_is_refused():
 
 
 def test_print_config_and_dry_run_from_the_command_line(tmp_path):
-    run = lambda *args: subprocess.run([sys.executable, "-m", "pipeline", "-c", PAPER, *args],  # noqa: E731
+    run = lambda *args: subprocess.run([sys.executable, "-m", "o1e.pipeline", "-c", PAPER, *args],  # noqa: E731
                                        capture_output=True, text=True, cwd=REPO)
     printed = run("--print-config")
     assert printed.returncode == 0, printed.stderr

@@ -10,9 +10,9 @@ import json
 
 import numpy as np
 
-from committee.config import CommitteeConfig
-from committee.driver import run_committee
-from committee.oracle import write_oracle_inputs
+from o1e.committee.config import CommitteeConfig
+from o1e.committee.driver import run_committee
+from o1e.committee.oracle import write_oracle_inputs
 from o1e import storage
 
 

@@ -9,9 +9,9 @@ import json
 import pyarrow as pa
 import pytest
 
-import committee.driver as driver
-from committee.config import CommitteeConfig
-from committee.oracle import oracle_inputs
+import o1e.committee.driver as driver
+from o1e.committee.config import CommitteeConfig
+from o1e.committee.oracle import oracle_inputs
 from o1e import beir, storage
 from o1e.beir import DatasetError
 from o1e.cli import main

@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from committee.buckets import in_order, read_bucket, write_buckets
-from committee.config import BM25Member, CommitteeConfig
-from committee.members import BM25Scorer, ScoringBatch
-from committee.plan import assemble_shard, index_candidates, index_training, plan_committee
-from committee.vote import softmax, vote
+from o1e.committee.buckets import in_order, read_bucket, write_buckets
+from o1e.committee.config import BM25Member, CommitteeConfig
+from o1e.committee.members import BM25Scorer, ScoringBatch
+from o1e.committee.plan import assemble_shard, index_candidates, index_training, plan_committee
+from o1e.committee.vote import softmax, vote
 from o1e.config import ConfigError, load_config
 
 E = math.e
@@ -339,7 +339,7 @@ def test_example_configs_load():
 
 
 def test_diagnostics_from_committee_scores():
-    from committee.report import diagnostics
+    from o1e.committee.report import diagnostics
     from o1e import schemas
 
     rows = [

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from eval.config import EvalConfig
+from o1e.eval.config import EvalConfig
 from o1e.config import ConfigError, load_config
 
 
@@ -66,7 +66,7 @@ def test_example_configs_load():
 
 def test_cli_short_flags_and_print_config():
     out = subprocess.run(
-        [sys.executable, "-m", "eval", "-d", "/data/x", "-s", "dev", "-m", "/models/m", "-n", "2", "-k", "100",
+        [sys.executable, "-m", "o1e.eval", "-d", "/data/x", "-s", "dev", "-m", "/models/m", "-n", "2", "-k", "100",
          "-o", "/out", "retriever.batch_size=4", "--print-config"],
         capture_output=True, text=True, check=True,
     ).stdout

@@ -9,7 +9,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from eval import dataset as eval_dataset
+from o1e.eval import dataset as eval_dataset
 from o1e import beir, corpus, storage
 
 DOCS = [{"_id": f"d{i}", "title": f"T{i}" if i % 2 else "", "text": f"text {i} " * (i % 4)} for i in range(7)]

@@ -155,15 +155,15 @@ def test_every_kind_of_dataset_a_stage_writes_reads_the_same_outside(tmp_path, d
     """prepare, the committee (with oracle candidates) and eval write 10 datasets of 7 kinds; DuckDB, Polars
     and pandas count exactly the manifest's rows in each, and o1e verify finds nothing wrong. The other two
     kinds, eval's ``thoughts`` and ``embeddings`` cache, are checked on test_eval_o1's shared O1 eval run."""
-    from committee.config import CommitteeConfig
-    from committee.driver import run_committee
-    from committee.oracle import write_oracle_inputs
-    from eval.config import EvalConfig
-    from eval.driver import run_eval
+    from o1e.committee.config import CommitteeConfig
+    from o1e.committee.driver import run_committee
+    from o1e.committee.oracle import write_oracle_inputs
+    from o1e.eval.config import EvalConfig
+    from o1e.eval.driver import run_eval
     from o1e.config import load_config
     from o1e.verify import find_datasets
-    from synth.config import PrepareConfig
-    from synth.prepare import run_prepare
+    from o1e.synth.config import PrepareConfig
+    from o1e.synth.prepare import run_prepare
 
     run_prepare(load_config(PrepareConfig, None, [f"output={tmp_path}/prepare", "mining.count=3"]), show=False)
     write_oracle_inputs(demo_data, str(tmp_path / "oracle"))

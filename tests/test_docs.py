@@ -18,6 +18,7 @@ from o1e.cli import STAGES, Stage, StageGroup, build_parser
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "clusters" / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 FILE_SUFFIX = re.compile(r"\.(py|json|jsonl|yaml|yml|md|parquet|tsv|txt|trec|gguf|toml|sh|html|png|csv)$")
+STAGE_FOLDERS = {"synth", "committee", "train", "eval", "pipeline"}
 NOT_CONFIG_KEYS = {"dotted.key", "throughput.driver_peak_rss_mb"}
 """Dotted names in the docs' code spans that are not config keys: a placeholder and a summary field."""
 DOTTED = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)+(?:=[^\s`]*)?")
@@ -41,7 +42,7 @@ def _stage(path: list[str]) -> Stage | None:
 
 def _config_class(path: list[str]):
     if path[0] == "demo":
-        from pipeline.config import PipelineConfig
+        from o1e.pipeline.config import PipelineConfig
 
         return PipelineConfig
     stage = _stage(path)
@@ -144,7 +145,11 @@ def problems_of_command(command: str) -> list[str]:
 
 
 def is_module_path(dotted: str) -> bool:
+    """Whether ``dotted`` names an importable module (or something in one) as users import it: the stages
+    install as ``o1e.<stage>``, so their bare folder names do not count."""
     parts = dotted.split(".")
+    if parts[0] in STAGE_FOLDERS:
+        return False
     for cut in range(len(parts), 0, -1):
         try:
             importlib.import_module(".".join(parts[:cut]))
@@ -208,7 +213,7 @@ o1e synth prepare --negatives 15 mining.depth=100
 o1e run -c pipeline/configs/demo.yaml train.optim.lr=1e-4 "baselines.bm25.top_k=100" --from train
 ```
 | `-n/--workers` | `num_workers` | Ray Train workers |
-See `train.step.step_losses` and `retriever.doc_max_tokens`.
+See `o1e.train.step.step_losses` and `retriever.doc_max_tokens`.
 """
     assert drift(right) == []
 

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pytest
 import torch
 
-from eval.config import EvalConfig
-from eval.driver import run_eval
-from eval.thoughts import group_thoughts
+from o1e.eval.config import EvalConfig
+from o1e.eval.driver import run_eval
+from o1e.eval.thoughts import group_thoughts
 from o1e import beir, storage
 from o1e.config import ConfigError, load_config
 from o1e.o1model import O1Model
@@ -41,9 +41,9 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/o1e/t
 
 @pytest.fixture(scope="module")
 def o1_model(ray_cluster, tmp_path_factory) -> str:
-    from train.config import TrainConfig
-    from train.driver import run_train
-    from train.tiny import scifact_training_table
+    from o1e.train.config import TrainConfig
+    from o1e.train.driver import run_train
+    from o1e.train.tiny import scifact_training_table
 
     root = tmp_path_factory.mktemp("o1")
     base = make_random_lm(str(root / "base"), hidden=64, layers=2)
@@ -163,7 +163,7 @@ def test_driver_killed_during_generation_resumes_only_uncommitted_shards(o1_mode
     path = tmp_path / "eval.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([sys.executable, "-m", "eval", "-c", str(path)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "o1e.eval", "-c", str(path)], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     markers = os.path.join(out, "thoughts", "_shards")
     deadline = time.time() + 300
@@ -192,7 +192,7 @@ def test_model_without_o1_tokens_fails_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="lacks the O1 tokens"):
         run_eval(cfg, show=False)
     assert not os.path.exists(tmp_path / "out")
-    from eval.driver import preflight
+    from o1e.eval.driver import preflight
 
     assert preflight(o1_config(base, str(tmp_path / "out"), "retriever.add_special_tokens=true")) == base
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from eval.config import EvalConfig
-from eval.driver import run_eval
+from o1e.eval.config import EvalConfig
+from o1e.eval.driver import run_eval
 from o1e import storage
 from o1e.retrievers import DenseRetrieverConfig
 

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from eval.metrics import evaluate, trec_order
-from eval.search import assign_batches, merge_shards, plan_batches, search_shard
+from o1e.eval.metrics import evaluate, trec_order
+from o1e.eval.search import assign_batches, merge_shards, plan_batches, search_shard
 from o1e.bm25 import PAPER_TOKENIZER, BM25Config, BM25Index, Tokenizer, TokenizerConfig
 
 
@@ -89,7 +89,7 @@ def test_bm25_top_k_matches_full_scoring(backend):
 def test_bm25_worker_reads_the_corpus_dataset_and_ranks_like_an_index_of_the_jsonl(tmp_path, backend):
     import json
 
-    from eval.worker import BM25Worker
+    from o1e.eval.worker import BM25Worker
     from o1e import corpus
 
     docs = [{"_id": doc_id, "title": t, "text": x} for doc_id, t, x in [

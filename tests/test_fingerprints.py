@@ -76,8 +76,8 @@ def test_a_new_rule_changes_every_fingerprint_visibly(monkeypatch):
 
 @pytest.mark.parametrize("stage", ["synth", "eval"])
 def test_engine_deployment_never_counts(stage):
-    from eval.config import EvalConfig
-    from synth.config import SynthConfig
+    from o1e.eval.config import EvalConfig
+    from o1e.synth.config import SynthConfig
 
     if stage == "synth":
         make = lambda **engine: SynthConfig(engine={"model": "m", **engine})  # noqa: E731
@@ -88,7 +88,7 @@ def test_engine_deployment_never_counts(stage):
 
 
 def test_shipped_train_fields_added_in_0_2_are_neutral_at_their_defaults():
-    from train.config import TrainConfig
+    from o1e.train.config import TrainConfig
 
     data = TrainConfig().fingerprint_data()
     assert "cross_device_gradient" not in data["loss"] and "warmup" not in data["optim"]

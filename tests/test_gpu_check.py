@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from train import data as train_data
+from o1e.train import data as train_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def test_training_batch_moves_every_tensor():
 
     from o1e.models import resolve_model_dir
     from o1e.sequences import SequenceConfig, add_special_tokens
-    from train.tiny import scifact_training_table
+    from o1e.train.tiny import scifact_training_table
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir("all-MiniLM-L6-v2"))
     tokenizer.eos_token = tokenizer.sep_token

@@ -36,8 +36,8 @@ def test_endpoint_drops_trailing_examples_of_an_over_long_prompt_as_vllm_does():
     """A prompt the endpoint refuses as too long is sent again with one trailing in-context example fewer,
     down to none, as the vLLM engine fits prompts by counting tokens; the drops are counted, and a prompt
     that fits in no form is ``query_too_long`` on both engines."""
-    from synth.config import PromptConfig
-    from synth.prompts import Example, ExplorationPrompts, Prompt, messages
+    from o1e.synth.config import PromptConfig
+    from o1e.synth.prompts import Example, ExplorationPrompts, Prompt, messages
 
     cfg = PromptConfig()
     examples = tuple(Example(f"example query {i}", "a response " * 40) for i in range(3))

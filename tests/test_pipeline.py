@@ -15,13 +15,13 @@ import subprocess
 
 import pandas as pd
 
-from committee.config import CommitteeConfig
-from committee.driver import run_committee
+from o1e.committee.config import CommitteeConfig
+from o1e.committee.driver import run_committee
 from o1e import storage
 from o1e.config import load_config
-from pipeline.config import PipelineConfig
-from pipeline.demo import CONFIG as DEMO_CONFIG
-from pipeline.plan import build_steps, is_current, read_record
+from o1e.pipeline.config import PipelineConfig
+from o1e.pipeline.demo import CONFIG as DEMO_CONFIG
+from o1e.pipeline.plan import build_steps, is_current, read_record
 
 STEPS = ["prepare", "synth", "vote", "train", "train:no-thinking", "eval", "eval:no-thinking", "baseline:bm25",
          "baseline:before-training"]
@@ -103,7 +103,7 @@ def test_an_upgrade_adding_a_defaulted_field_leaves_the_pipeline_current(pipelin
     """A release that adds config fields at their neutral values (``o1e.config.added``) leaves a finished
     pipeline current; a changed default, of a new field or an old one, supersedes what it computes."""
     from o1e.config import added
-    from train.config import LossConfig, TrainConfig
+    from o1e.train.config import LossConfig, TrainConfig
 
     def upgraded_pipeline(loss_class: type[LossConfig]) -> type[PipelineConfig]:
         class UpgradedTrain(TrainConfig):

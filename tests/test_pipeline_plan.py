@@ -9,8 +9,8 @@ import pytest
 
 from o1e import lineage, storage
 from o1e.config import load_config
-from pipeline.config import PipelineConfig
-from pipeline.plan import build_steps, window
+from o1e.pipeline.config import PipelineConfig
+from o1e.pipeline.plan import build_steps, window
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipeline", "configs")
 

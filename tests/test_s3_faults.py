@@ -46,7 +46,7 @@ def prepare_rows(tmp_path, bucket: str) -> str:
 
 
 def test_stages_on_s3_through_faults_equal_a_clean_run(s3_bucket, upstream_port, monkeypatch, demo_data, tmp_path):
-    from committee.oracle import write_oracle_inputs
+    from o1e.committee.oracle import write_oracle_inputs
 
     source = prepare_rows(tmp_path, s3_bucket)
     upload_dir(demo_data, f"{s3_bucket}/beir")
@@ -106,10 +106,10 @@ def test_synth_run_on_s3_through_faults_and_a_server_gone_mid_run(s3_bucket, ups
     and is rerun. One engine serves the four runs, as a long-lived service would."""
     from o1e.errors import describe
     from o1e.llm.ray_engine import RayEngine
-    from synth.config import SynthConfig
-    from synth.driver import run_synth
-    from synth.prompts import ExplorationPrompts
-    from synth.tiny import make_tiny_chat_model
+    from o1e.synth.config import SynthConfig
+    from o1e.synth.driver import run_synth
+    from o1e.synth.prompts import ExplorationPrompts
+    from o1e.synth.tiny import make_tiny_chat_model
     from synth_helpers import training_rows
 
     rows = f"{s3_bucket}/synth/rows"

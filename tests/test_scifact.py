@@ -8,8 +8,8 @@ second encoding of 5,183 documents.
 
 import pytest
 
-from eval.config import EvalConfig
-from eval.driver import run_eval
+from o1e.eval.config import EvalConfig
+from o1e.eval.driver import run_eval
 from o1e.retrievers import BM25RetrieverConfig, DenseRetrieverConfig
 
 pytestmark = pytest.mark.slow

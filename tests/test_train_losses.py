@@ -15,9 +15,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from train.config import LossConfig
-from train.data import PAD_KEY
-from train.losses import info_nce
+from o1e.train.config import LossConfig
+from o1e.train.data import PAD_KEY
+from o1e.train.losses import info_nce
 
 GROUP = 4
 DIM = 16

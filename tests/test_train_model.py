@@ -16,9 +16,9 @@ from o1e import sequences as o1seq
 from o1e.o1model import O1Model
 from o1e.sequences import SequenceConfig
 from o1e.tiny import make_random_lm
-from train import data as train_data
-from train.config import LossConfig
-from train.losses import generation_loss, info_nce, joint_loss
+from o1e.train import data as train_data
+from o1e.train.config import LossConfig
+from o1e.train.losses import generation_loss, info_nce, joint_loss
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +266,7 @@ def test_two_emb_pass_gives_query_only_and_thought_embeddings(tiny_dir):
 
 
 def test_distillation_term_is_the_reference_kl_div_by_hand():
-    from train.losses import distillation
+    from o1e.train.losses import distillation
 
     scores = torch.tensor([[5.0, 1.0, 0.0]])
     teacher = torch.tensor([[5.0, 1.0, 0.0]])
@@ -295,7 +295,7 @@ def test_cli_prints_and_rejects_train_configs(capsys):
     import os
 
     from o1e.cli import main
-    from train.config import CONFIG_DIR
+    from o1e.train.config import CONFIG_DIR
 
     assert main(["train", "-c", os.path.join(CONFIG_DIR, "paper_qwen2.5-7b.yaml"), "--print-config", "-z", "3"]) == 0
     printed = capsys.readouterr().out
@@ -311,8 +311,8 @@ def test_cli_prints_and_rejects_train_configs(capsys):
 def test_lora_and_the_new_tokens(tiny_dir, train_new_tokens):
     """As the reference code, LoRA leaves the four new tokens' rows at their resizing initialisation;
     ``lora.train_new_tokens`` trains those rows (and no other row of the matrices)."""
-    from train.config import TrainConfig
-    from train.worker import build_model
+    from o1e.train.config import TrainConfig
+    from o1e.train.worker import build_model
 
     cfg = TrainConfig(lora={"r": 4, "alpha": 8, "train_new_tokens": train_new_tokens},
                       deepspeed={"gradient_checkpointing": False})
@@ -342,8 +342,8 @@ def test_lora_and_the_new_tokens(tiny_dir, train_new_tokens):
 def test_log_warmup_gives_deepspeeds_warmup_decay_learning_rates(total_steps, warmup_ratio):
     from deepspeed.runtime.lr_schedules import WarmupDecayLR
 
-    from train.config import OptimConfig
-    from train.step import lr_factor
+    from o1e.train.config import OptimConfig
+    from o1e.train.step import lr_factor
 
     optim = OptimConfig(lr=1e-4, warmup_ratio=warmup_ratio, warmup="log")
     param = torch.nn.Parameter(torch.zeros(1))

@@ -30,7 +30,7 @@ def test_train_worker_config_error_fails_at_once(ray_cluster, tmp_path):
     (That a lost worker is still retried: test_train_e2e's killed-worker test, through the same trainer.)"""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
 
-    from train.failures import O1eTorchTrainer
+    from o1e.train.failures import O1eTorchTrainer
 
     counter = str(tmp_path / "attempts")
     trainer = O1eTorchTrainer(

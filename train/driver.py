@@ -17,9 +17,9 @@ from o1e.encoders import check_model_dir
 from o1e.models import resolve_model_dir
 from o1e.provenance import code_version, directory_fingerprint
 from o1e.ray_utils import init_ray
-from train.config import TrainConfig
-from train.data import reject_reason, steps_per_epoch
-from train.worker import deepspeed_config, train_loop
+from o1e.train.config import TrainConfig
+from o1e.train.data import reject_reason, steps_per_epoch
+from o1e.train.worker import deepspeed_config, train_loop
 
 LINEAGE_FILE = "lineage.json"
 
@@ -116,7 +116,7 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig
 
-    from train.failures import O1eTorchTrainer
+    from o1e.train.failures import O1eTorchTrainer
 
     rows_ref = ray.put(table)  # the workers read this shared copy; the driver lets its own go
     del table
@@ -162,7 +162,7 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     storage.write_json(storage.join(model_url, LINEAGE_FILE), lineage)  # written last: the folder is complete
     record.finish({"model": model_url, "rows": lineage["rows"], "final_metrics": result.metrics,
                    "checkpoint": lineage["checkpoint"]}, rows=num_rows, unit="training row")
-    from train.report import show_summary
+    from o1e.train.report import show_summary
 
     show_summary(cfg, lineage)
     return lineage

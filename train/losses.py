@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from train.config import LossConfig
+from o1e.train.config import LossConfig
 
 
 def gather_rows(x: torch.Tensor, grad: Literal["global", "local", "none"] = "global") -> tuple[torch.Tensor, int]:
@@ -50,7 +50,7 @@ def gather_positive_keys(positive_keys: torch.Tensor) -> torch.Tensor:
     """Every worker's (queries, positives, 2) keys, the positives padded with ``PAD_KEY`` to the widest."""
     import torch.distributed as dist
 
-    from train.data import PAD_KEY
+    from o1e.train.data import PAD_KEY
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return positive_keys
@@ -76,7 +76,7 @@ def shared_positive_mask(doc_keys: torch.Tensor, positive_keys: torch.Tensor, ta
     """(queries, passages) True where a passage has the text or id of one of the query's positives but is
     not its target: the query's own positive again (another query's copy, or a repeat in a group), never a
     negative. ``doc_keys``: (passages, 2) text and id keys; ``positive_keys``: (queries, k, 2)."""
-    from train.data import NO_ID
+    from o1e.train.data import NO_ID
 
     equal = positive_keys[:, :, None, :] == doc_keys[None, None, :, :]
     equal[..., 1] &= doc_keys[None, None, :, 1] != NO_ID  # two passages without ids are not the same passage

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from train.config import TrainConfig
+from o1e.train.config import TrainConfig
 
 SHOWN = ("step", "loss", "contrastive_loss", "generation_loss", "contrastive_accuracy", "tokens_per_s",
          "resumed_from_step")

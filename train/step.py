@@ -12,9 +12,9 @@ import math
 
 import torch
 
-from train.config import LossConfig, OptimConfig
-from train.data import TrainingBatch
-from train.losses import JointOutput, joint_loss
+from o1e.train.config import LossConfig, OptimConfig
+from o1e.train.data import TrainingBatch
+from o1e.train.losses import JointOutput, joint_loss
 
 Forward = Callable[..., tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]]
 """(query batch, document batch) -> (generation loss, query embedding(s), document embeddings):

@@ -18,9 +18,9 @@ import torch
 
 from o1e.o1model import O1Model
 from o1e.provenance import fingerprint
-from train.config import TrainConfig
-from train.data import collate, training_steps
-from train.step import lr_factor, step_losses
+from o1e.train.config import TrainConfig
+from o1e.train.data import collate, training_steps
+from o1e.train.step import lr_factor, step_losses
 
 CKPT_TAG = "ds"
 STATE_FILE = "o1e_train_state.json"
