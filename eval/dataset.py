@@ -13,6 +13,12 @@ from o1e.corpus import CorpusDataset
 class EvalDataset(beir.BeirDataset):
     corpus: CorpusDataset  # a Parquet dataset the workers read, not texts held here
 
+    def source_ref(self) -> dict:
+        """How the datasets eval writes name this split in their lineage (with its licence, where stated)."""
+        licence = beir.source_licence(self.url)
+        return {"url": self.url, "split": self.split, "corpus_fingerprint": self.corpus.fingerprint,
+                **({"licence": licence} if licence else {})}
+
 
 def prepare_corpus(source: str, root: str, on_bad_line: beir.OnBadLine, judged_doc_ids: list[str],
                    part_rows: int) -> tuple[CorpusDataset | str, list[str]]:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from o1e.eval.metrics import METRICS
 from o1e.eval.dataset import EvalDataset
-from o1e import lineage, runs, schemas, storage
+from o1e import cards, costs, lineage, runs, schemas, storage
 from o1e.corpus import CorpusDataset
 from o1e.provenance import code_version
 from o1e.retrievers import model_of
@@ -48,8 +48,9 @@ def metrics_table(rows: list[tuple[str, dict]], title: str = "retrieval metrics"
     return table
 
 
-def variants_table(kind: str, variants: dict[int, dict], title: str) -> Table:
-    """One row per variant (k thoughts averaged), with nDCG@10's change against k=0."""
+def variants_table(kind: str, variants: dict[int, dict], title: str, thoughts: dict | None = None) -> Table:
+    """One row per variant (k thoughts averaged), with nDCG@10's change against k=0, the thought tokens a
+    query uses and the change per 1,000 of them."""
     table = Table(title=title)
     table.add_column("retriever")
     table.add_column(METRICS[0], justify="right")
@@ -57,19 +58,24 @@ def variants_table(kind: str, variants: dict[int, dict], title: str) -> Table:
     for name in METRICS[1:]:
         table.add_column(name, justify="right")
     table.add_column("queries", justify="right")
+    table.add_column("thought tokens/query", justify="right")
+    table.add_column("gain per 1k tokens", justify="right")
     baseline = variants.get(0)
     for k, metrics in sorted(variants.items()):
         change = f"{metrics[METRICS[0]] - baseline[METRICS[0]]:+.4f}" if baseline is not None and k else ""
+        tokens = costs.thought_tokens_per_query(thoughts, metrics["num_queries"], k)
+        gain = costs.gain_per_1k_tokens(metrics[METRICS[0]], baseline and baseline[METRICS[0]], tokens)
         table.add_row(f"{kind} k={k}", f"{metrics[METRICS[0]]:.4f}", change,
-                      *(f"{metrics[m]:.4f}" for m in METRICS[1:]), str(metrics["num_queries"]))
+                      *(f"{metrics[m]:.4f}" for m in METRICS[1:]), str(metrics["num_queries"]),
+                      f"{tokens:.1f}" if tokens else "", "" if gain is None else f"{gain:+.4f}")
     return table
 
 
 def print_metrics(cfg, result) -> None:
     title = f"{result.dataset.url} ({result.dataset.split})"
     if cfg.thinks:
-        console.print(variants_table(cfg.retriever.kind, result.variants, title))
         stats = result.info.get("thoughts")
+        console.print(variants_table(cfg.retriever.kind, result.variants, title, stats))
         if stats:
             console.print(f"thoughts: {stats['url']} (n={stats['n']}; empty {stats.get('empty_thought', 0)}, "
                           f"unknown query {stats.get('unknown_query', 0)}, queries without thoughts "
@@ -92,7 +98,7 @@ def write_outputs(cfg, result) -> None:
     out = cfg.output
     data: EvalDataset = result.dataset
     rejected = data.rejects + (result.thoughts.rejects if result.thoughts is not None else [])
-    parents = [{"url": data.url, "split": data.split, "corpus_fingerprint": data.corpus.fingerprint}]
+    parents = [data.source_ref()]
     if result.thoughts is not None:
         parents.append({"url": result.thoughts.url, "schema": "thoughts"})
     record = runs.RunRecord("eval", cfg, parents=parents, started=time.perf_counter() - result.info["elapsed_s"])
@@ -123,8 +129,23 @@ def write_outputs(cfg, result) -> None:
     headline = result.rankings[max(result.rankings)]
     storage.write_text(storage.join(out, "run.trec"), trec_run(headline, tag=f"o1e-{cfg.retriever.kind}"))
     record.write_rejects([record.reject(r.source, r.row, r.reason, r.detail) for r in rejected])
+    metrics["model_card"] = add_card_results(cfg, data, metrics) if cfg.retriever.kind == "o1" else None
     storage.write_json(storage.join(out, "metrics.json"), metrics)
     record.finish({"num_queries": metrics["num_queries"], "k": metrics["k"],
                    "ndcg@10": {name: m["ndcg@10"] for name, m in metrics["variants"].items()},
                    "rejects": metrics["skipped"], "elapsed_s": result.info.get("elapsed_s")},
                   rows=len(data.corpus), unit="document")
+
+
+def add_card_results(cfg, data: EvalDataset, metrics: dict) -> str:
+    """Add this evaluation's nDCG@10 (each k) to the ``model-index`` of the evaluated model's card, where the
+    model is one ``o1e train`` wrote; what happened, for ``metrics.json``."""
+    name = f"{data.url.rstrip('/').rsplit('/', 1)[-1]} {data.split}"
+    results = [{"dataset": data.url, "dataset_name": name, "split": data.split, "metric_type": "ndcg_at_10",
+                "metric_name": f"nDCG@10 ({variant.replace('k=', 'k = ')} thoughts)", "value": m["ndcg@10"]}
+               for variant, m in metrics["variants"].items()]
+    try:
+        return "updated" if cards.add_results(cfg.retriever.model, results) else "no o1e model card"
+    except storage.StorageError as err:
+        return f"not updated: {err}"
+

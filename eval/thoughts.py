@@ -158,7 +158,7 @@ def generate(cfg: EvalConfig, data: EvalDataset, model_dir: str | None, show: bo
     fp = generation_fingerprint(cfg, engine_cfg, gen_model_dir, query_ids)
     url = storage.join(cfg.output, "thoughts")
     lineage = {"config": t.model_dump(mode="json"), "config_fingerprint": fp,
-               "parents": [{"url": data.url, "split": data.split, "corpus_fingerprint": data.corpus.fingerprint}]}
+               "parents": [data.source_ref()]}
     writer = storage.DatasetWriter(url, "thoughts", overwrite=cfg.overwrite, **lineage)
     shards = {f"{i // t.shard_size:05d}": query_ids[i:i + t.shard_size]
               for i in range(0, len(query_ids), t.shard_size)}

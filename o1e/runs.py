@@ -3,6 +3,7 @@
 - Every dataset a stage writes carries the run's lineage: its config, config fingerprint and parents.
 - A ``rejects`` dataset: one row per input row that could not be used, with the reason (schema ``rejects``).
 - ``config.yaml``: the resolved config.
+- ``README.md``: a Hugging Face dataset card for the datasets in the output (``o1e.cards``).
 - ``summary.json``, written last: its presence means the run finished. It holds the stage's own figures
   plus the stage name, the fingerprint and the rule it follows (``o1e.config.FINGERPRINT_RULE``), the code
   version, the finishing time and ``throughput``: rows
@@ -106,5 +107,15 @@ class RunRecord:
                    "fingerprint_rule": o1e_config.FINGERPRINT_RULE, "code_version": code_version(),
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         storage.write_text(self.url(CONFIG), self.config.to_yaml())
+        self.write_card()
         storage.write_json(self.url(SUMMARY), summary)
         return summary
+
+    def write_card(self) -> None:
+        """The Hugging Face card of every dataset directly under the output."""
+        from o1e import cards
+
+        manifests = {name: storage.read_manifest(self.url(name)) for name in sorted(storage.listdir(self.output))
+                     if storage.is_dataset(self.url(name))}
+        if manifests:
+            storage.write_text(self.url(cards.CARD), cards.datasets_card(self.stage, manifests))

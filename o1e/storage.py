@@ -622,6 +622,8 @@ def verify_dataset(url: str, checksum: bool = True) -> list[str]:
 
 
 def dataset_ref(url: str) -> dict[str, Any]:
-    """How a child dataset names a parent in its lineage."""
+    """How a child dataset names a parent in its lineage, with the licences of the source data it carries."""
     manifest = read_manifest(url)
-    return {"url": url, "schema": manifest.schema, "config_fingerprint": manifest.config_fingerprint}
+    licences = sorted({p["licence"] for p in manifest.parents if p.get("licence")})
+    return {"url": url, "schema": manifest.schema, "config_fingerprint": manifest.config_fingerprint,
+            **({"licence": "; ".join(licences)} if licences else {})}

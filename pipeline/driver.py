@@ -17,7 +17,7 @@ from rich.table import Table
 
 from o1e.committee.driver import run_committee
 from o1e.eval.driver import run_eval
-from o1e import runs, storage
+from o1e import costs, report, runs, storage
 from o1e.config import FINGERPRINT_RULE, ConfigError
 from o1e.provenance import code_version
 from o1e.pipeline.config import PipelineConfig
@@ -93,12 +93,14 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
         "output": cfg.output, "elapsed_s": round(time.perf_counter() - started, 3),
         "steps": [{"status": r.status, **r.record} for r in results],
     }, rows=len(results), unit="step")
+    report_url = report.write(cfg.output)
     if show:
         console.rule("[bold]pipeline summary[/bold]")
         console.print(steps_table(results, cfg.output))
         evaluations = [r for r in results if r.step.stage == "eval"]
         if evaluations:
             console.print(metrics_table(evaluations))
+        console.print(f"report: {report_url} (o1e report {cfg.output} writes it again)")
     return results
 
 
@@ -123,17 +125,23 @@ def metrics_table(evaluations: list[StepResult]) -> Table:
     """nDCG@10 and Recall@100 of every evaluation and variant (k thoughts averaged)."""
     table = Table(title="retrieval")
     for name, justify in (("evaluation", "left"), ("retriever", "left"), ("k", "right"), ("nDCG@10", "right"),
-                          ("MRR@10", "right"), ("Recall@100", "right"), ("queries", "right")):
+                          ("MRR@10", "right"), ("Recall@100", "right"), ("queries", "right"),
+                          ("thought tokens/query", "right"), ("gain per 1k tokens", "right")):
         table.add_column(name, justify=justify)
     for r in evaluations:
         metrics = storage.read_json(storage.join(r.step.output, "metrics.json"))
         kind = r.step.config.retriever.kind
         label = "trained model" if r.step.name == "eval" else r.step.name.split(":", 1)[1]
         variants = metrics.get("variants") or {f"k={metrics.get('k', 0)}": metrics}
+        thoughts = (metrics.get("info") or {}).get("thoughts")
+        base = variants.get("k=0", {}).get("ndcg@10")
         for variant, m in variants.items():
-            k = variant.split("=", 1)[1] if kind in ("o1", "expand") else ""
-            table.add_row(label, kind, k, f"{m['ndcg@10']:.4f}", f"{m['mrr@10']:.4f}", f"{m['recall@100']:.4f}",
-                          str(m["num_queries"]))
+            k = int(variant.split("=", 1)[1])
+            tokens = costs.thought_tokens_per_query(thoughts, m["num_queries"], k)
+            gain = costs.gain_per_1k_tokens(m["ndcg@10"], base, tokens)
+            table.add_row(label, kind, str(k) if kind in ("o1", "expand") else "", f"{m['ndcg@10']:.4f}",
+                          f"{m['mrr@10']:.4f}", f"{m['recall@100']:.4f}", str(m["num_queries"]),
+                          f"{tokens:.1f}" if tokens else "", "" if gain is None else f"{gain:+.4f}")
     return table
 
 

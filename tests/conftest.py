@@ -197,6 +197,7 @@ def small_beir(tmp_path_factory) -> str:
     queries (qrels order), their judged documents and the corpus's first documents besides, 48 in all."""
     import csv
     import json
+    import shutil
 
     from o1e.paths import DEMO_DATA
 
@@ -222,4 +223,6 @@ def small_beir(tmp_path_factory) -> str:
         f.writelines(json.dumps(d) + "\n" for d in corpus if d["_id"] in keep)
     with open(os.path.join(DEMO_DATA, "queries.jsonl")) as f, open(root / "queries.jsonl", "w") as out:
         out.writelines(line for line in f if json.loads(line)["_id"] in kept_queries)
+    for name in ("README.md", "LICENSE"):  # a cut of the same data, under the same licence
+        shutil.copy(os.path.join(DEMO_DATA, name), root / name)
     return str(root)

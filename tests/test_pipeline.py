@@ -139,3 +139,29 @@ def test_an_upgrade_adding_a_defaulted_field_leaves_the_pipeline_current(pipelin
     root = pipeline_demo["root"]
     assert storage.read_json(os.path.join(root, "_pipeline", "train.json"))["fingerprint_rule"] == FINGERPRINT_RULE
     assert storage.read_json(os.path.join(root, "train", "summary.json"))["fingerprint_rule"] == FINGERPRINT_RULE
+
+
+def test_the_demo_leaves_hugging_face_cards(pipeline_demo):
+    """A model card on the trained model, with the evaluation's results in its model-index, and a datasets
+    card in every stage output, which ``datasets.load_dataset`` follows to the manifest's rows."""
+    from datasets import load_dataset
+    from huggingface_hub import DatasetCard, ModelCard
+
+    root = pipeline_demo["root"]
+    card = ModelCard.load(os.path.join(root, "train", "model", "README.md"))
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and card.data.library_name == "transformers"
+    assert card.data.datasets == [os.path.join(root, "vote", "training")]
+    results = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    metrics = storage.read_json(os.path.join(root, "eval", "metrics.json"))
+    assert results == {f"nDCG@10 (k = {k} thoughts)": round(metrics["variants"][f"k={k}"]["ndcg@10"], 4) for k in (0, 3)}
+    assert metrics["model_card"] == "updated"
+    assert storage.read_json(os.path.join(root, "baselines", "before-training", "metrics.json"))["model_card"] == \
+        "no o1e model card"
+    for stage, dataset in [("prepare", "training_rows"), ("synth", "candidates"), ("vote", "training"),
+                           ("eval", "per_query")]:
+        data_card = DatasetCard.load(os.path.join(root, stage, "README.md"))
+        assert dataset in [c["config_name"] for c in data_card.data.configs]
+        assert data_card.data.license == "cc-by-nc-2.0"  # the bundled slice's licence, carried down the chain
+        loaded = load_dataset(os.path.join(root, stage), dataset, split="train")
+        assert loaded.num_rows == storage.read_manifest(os.path.join(root, stage, dataset)).num_rows > 0
+        print(f"\n{stage}/{dataset}: datasets.load_dataset read {loaded.num_rows} rows, as the manifest says")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from o1e import runs, schemas, storage
+from o1e import cards, runs, schemas, storage
 from o1e.config import ConfigError
 from o1e.encoders import check_model_dir
 from o1e.models import resolve_model_dir
@@ -159,6 +159,8 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
         "final_metrics": result.metrics,
         "rows": {"total": num_rows, "usable": num_rows - len(rejects), "rejected": len(rejects)},
     }
+    name = f"{cfg.model.rstrip('/').rsplit('/', 1)[-1]}-o1e"
+    storage.write_text(storage.join(model_url, cards.CARD), cards.model_card(lineage, name))
     storage.write_json(storage.join(model_url, LINEAGE_FILE), lineage)  # written last: the folder is complete
     record.finish({"model": model_url, "rows": lineage["rows"], "final_metrics": result.metrics,
                    "checkpoint": lineage["checkpoint"]}, rows=num_rows, unit="training row")
