@@ -11,10 +11,11 @@ from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
-from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
+from o1e import progress
+
+console = progress.console()
 
 
 def member_top1(scores: list[list[float]]) -> list[int]:

@@ -6,17 +6,16 @@ import io
 import time
 
 import pyarrow as pa
-from rich.console import Console
 from rich.table import Table
 
 from o1e.eval.metrics import METRICS
 from o1e.eval.dataset import EvalDataset
-from o1e import cards, costs, lineage, runs, schemas, storage
+from o1e import cards, costs, lineage, progress, runs, schemas, storage
 from o1e.corpus import CorpusDataset
 from o1e.provenance import code_version
 from o1e.retrievers import model_of
 
-console = Console(stderr=False, highlight=False)
+console = progress.console()
 
 DATASETS = ("per_query", "run", "rejects")
 """The datasets ``write_outputs`` writes under the output, each under the eval config's fingerprint."""

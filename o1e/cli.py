@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -197,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("paths", nargs="+", metavar="PATH", help="dataset folder, stage output, or s3:// prefix")
     verify.add_argument("--no-checksum", action="store_true", help="check rows and sizes only (no full read)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="let vLLM, transformers and Ray log as they do by default (anywhere on the line)")
     return parser
 
 
@@ -253,7 +256,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    args = parse_args(build_parser(), [a for a in argv if a != "--debug"])
+    if "--verbose" in argv:
+        from o1e.ray_utils import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
+    args = parse_args(build_parser(), [a for a in argv if a not in ("--debug", "--verbose")])
     from o1e import errors
 
     try:

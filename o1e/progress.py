@@ -54,3 +54,12 @@ def wait_with_progress(ray, pending: dict, counter, total: int, desc: str, unit:
                 results[pending.pop(ref)] = ray.get(ref)
             progress.update(ray.get(counter.get.remote()) - progress.n)
     return results
+
+
+def console():
+    """A rich console for o1e's tables: the terminal's width, or 160 columns where output is not a terminal
+    (a log, a Ray job, CI), so that tables are not cut to 80."""
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+

@@ -13,6 +13,13 @@ from o1e.config import ConfigError, Section
 # Non-secret settings that workers on other nodes need to reach the same object store.
 _FORWARDED_ENV = ("O1E_S3_ENDPOINT", "O1E_S3_MAX_ATTEMPTS", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
                   "AWS_DEFAULT_REGION", "HF_HUB_OFFLINE")
+VERBOSE_ENV = "O1E_VERBOSE"
+"""Set (``o1e --verbose``) to let the frameworks log as they do by default."""
+# What keeps the frameworks' own progress and info lines (vLLM, transformers, Hugging Face) off the terminal,
+# where workers' output arrives through Ray: o1e's bars and tables, warnings and errors still show.
+QUIET_ENV = {"VLLM_LOGGING_LEVEL": "ERROR", "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+             "TORCH_CPP_LOG_LEVEL": "ERROR", "TOKENIZERS_PARALLELISM": "false",
+             "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning"}
 
 
 class RayConfig(Section):
@@ -122,14 +129,19 @@ def init_ray(config: RayConfig):
     # Without this Ray binds to the machine's external address; local clusters must stay on loopback.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     address = config.address or os.environ.get("RAY_ADDRESS") or "local"
-    kwargs = {"address": address, "log_to_driver": True}
+    quiet = not os.environ.get(VERBOSE_ENV)
+    if quiet:
+        for name, value in QUIET_ENV.items():
+            os.environ.setdefault(name, value)
+    kwargs = {"address": address, "log_to_driver": True, "logging_level": "WARNING" if quiet else "INFO"}
     if address == "local":
         # A new local cluster's workers inherit this environment. A job-level runtime_env would also
         # make Ray start a fresh worker for every actor instead of using the idle workers it started
         # with the cluster.
         kwargs.update(num_cpus=config.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
     else:
-        env = {name: os.environ[name] for name in _FORWARDED_ENV if os.environ.get(name)}
+        env = {name: os.environ[name] for name in (*_FORWARDED_ENV, VERBOSE_ENV, *(QUIET_ENV if quiet else ()))
+               if os.environ.get(name)}
         # Inside a submitted job, Ray merges the job's runtime env with ray.init's and refuses a variable
         # both set: forward only what the job's own runtime env leaves out.
         job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}"))

@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from rich.console import Console
 from rich.table import Table
 
 from o1e.committee.driver import run_committee
 from o1e.eval.driver import run_eval
-from o1e import costs, report, runs, storage
+from o1e import costs, progress, report, runs, storage
 from o1e.config import FINGERPRINT_RULE, ConfigError
 from o1e.provenance import code_version
 from o1e.pipeline.config import PipelineConfig
@@ -26,7 +25,7 @@ from o1e.synth.driver import run_synth
 from o1e.synth.prepare import run_prepare
 from o1e.train.driver import run_train
 
-console = Console(highlight=False)
+console = progress.console()
 
 RUNNERS = {
     "prepare": lambda cfg, show: run_prepare(cfg, show=show),

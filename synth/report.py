@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pyarrow.compute as pc
-from rich.console import Console
 from rich.table import Table
 
-from o1e import storage
+from o1e import progress, storage
 
-console = Console(highlight=False)
+console = progress.console()
 
 
 def resolved_sampling(cfg, engine_info: dict) -> dict:

@@ -150,9 +150,10 @@ def pipeline_demo(tmp_path_factory, small_beir) -> dict:
     killed = {"vote_shards_committed": len(list(markers.glob("*.json"))), "vote_record": record.exists(),
               "elapsed_s": time.time() - started}
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    (root.parent / "second_run.out").write_text(second.stdout + second.stderr)  # what a user saw, to read later
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     return {"root": str(root), "env": env, "command": command, "overrides": overrides, "killed": killed,
-            "stdout": second.stdout,
+            "stdout": second.stdout, "stderr": second.stderr,
             "elapsed_s": time.time() - started}
 
 

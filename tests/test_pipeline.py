@@ -165,3 +165,17 @@ def test_the_demo_leaves_hugging_face_cards(pipeline_demo):
         loaded = load_dataset(os.path.join(root, stage), dataset, split="train")
         assert loaded.num_rows == storage.read_manifest(os.path.join(root, stage, dataset)).num_rows > 0
         print(f"\n{stage}/{dataset}: datasets.load_dataset read {loaded.num_rows} rows, as the manifest says")
+
+
+def test_the_frameworks_stay_quiet(pipeline_demo):
+    """vLLM, transformers and Ray log their progress and info lines only with ``--verbose``: the terminal
+    shows o1e's bars, tables and errors (the second run trains, evaluates with vLLM thoughts and its
+    baselines)."""
+    printed = pipeline_demo["stdout"] + pipeline_demo["stderr"]
+    noisy = [line for line in printed.splitlines()
+             if " INFO " in line or "[INFO]" in line or "Loading weights" in line or "Loading safetensors" in line
+             or "FutureWarning" in line]
+    assert noisy == []
+    assert "retrieval" in pipeline_demo["stdout"] and "report: " in pipeline_demo["stdout"]
+    print(f"\nthe demo's second run printed {len(printed.encode()):,} bytes")
+

@@ -16,7 +16,7 @@ from o1e.config import ConfigError
 from o1e.encoders import check_model_dir
 from o1e.models import resolve_model_dir
 from o1e.provenance import code_version, directory_fingerprint
-from o1e.ray_utils import init_ray
+from o1e.ray_utils import VERBOSE_ENV, init_ray
 from o1e.train.config import TrainConfig
 from o1e.train.data import reject_reason, steps_per_epoch
 from o1e.train.worker import deepspeed_config, train_loop
@@ -113,7 +113,7 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     total_steps = plan_steps(cfg, table.num_rows)
 
     ray = init_ray(cfg.ray)
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig
 
     from o1e.train.failures import O1eTorchTrainer
@@ -143,6 +143,7 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}},
+            logging_config=LoggingConfig(log_level="INFO" if os.environ.get(VERBOSE_ENV) else "WARNING"),
         ),
     )
     result = trainer.fit()

@@ -6,6 +6,7 @@ Driven by ``train.driver``; everything the loop needs arrives in ``loop_config``
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import tempfile
@@ -79,7 +80,13 @@ def _gather_objects(obj: Any) -> list[Any]:
 def train_loop(loop_config: dict[str, Any]) -> None:
     import deepspeed
     import ray.train
+    from deepspeed.utils import logger as deepspeed_logger
+
     from o1e.progress import bar as progress_bar
+    from o1e.ray_utils import VERBOSE_ENV
+
+    if not os.environ.get(VERBOSE_ENV):  # its info lines would reach the terminal through Ray
+        deepspeed_logger.setLevel(logging.WARNING)
 
     cfg = TrainConfig.model_validate(loop_config["config"])
     ctx = ray.train.get_context()

