@@ -248,18 +248,22 @@ def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file:
 
 def source_licence(url: str) -> str | None:
     """The licence a dataset's README states (a ``Licence:`` line), looked for in the dataset's folder and
-    the two above it (a collection's README); None when none says."""
-    folder = url.rstrip("/")
-    if folder.endswith(".jsonl"):  # a rows file: its folder's README
-        folder = folder.rsplit("/", 1)[0]
-    for _ in range(3):
-        readme = storage.join(folder, "README.md")
-        if storage.exists(readme):
+    the two above it (a collection's README), never above a bucket; None when none says or none can be read."""
+    scheme, sep, path = url.partition("://")
+    prefix = f"{scheme}{sep}" if sep else ""
+    parts = (path if sep else url).rstrip("/").split("/")
+    if parts[-1].endswith((".jsonl", ".json")):  # a rows file: its folder's README
+        parts = parts[:-1]
+    floor = 1 if sep else 0  # an object store's bucket is as high as it goes
+    for depth in range(len(parts), max(floor, len(parts) - 3), -1):
+        readme = prefix + "/".join(parts[:depth] + ["README.md"])
+        try:
+            if not storage.exists(readme):
+                continue
             for line in storage.read_text(readme).splitlines():
                 match = re.search(r"Licen[cs]e:\s*(.+?)(?:\.\s|\.?$)", line)
                 if match:
                     return match.group(1).strip()
-        if "/" not in folder.strip("/"):
-            break
-        folder = folder.rsplit("/", 1)[0]
+        except storage.StorageError:
+            return None
     return None

@@ -42,12 +42,13 @@ def file_fingerprint(path: str) -> str:
 
 
 def directory_fingerprint(path: str) -> str:
-    """Fingerprint of a model folder: every file's relative name and content fingerprint."""
+    """Fingerprint of a model folder: every file's relative name and content fingerprint, but the model card
+    (the top-level ``README.md``), which documents the model and which ``o1e eval`` adds results to."""
     entries = []
     for root, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.startswith("."):
+            if name.startswith(".") or (root == path and name == "README.md"):
                 continue
             full = os.path.join(root, name)
             entries.append((os.path.relpath(full, path), file_fingerprint(full)))

@@ -34,9 +34,11 @@ def test_a_stage_output_card_makes_each_dataset_a_config_that_datasets_loads(tmp
     assert [c["config_name"] for c in card.data.configs] == ["rejects", "training_rows"]
     assert "## `training_rows`: training_rows (schema version 2)" in card.text and "7 rows in 1 part(s)" in card.text
     assert "CC BY-NC 2.0" in card.text and "`/data/beir/scifact`" in card.text
-    loaded = load_dataset(out, "training_rows", split="train")
+    cache = str(tmp_path / "hf-cache")  # datasets' cache keys a local folder by its name: keep tests apart
+    loaded = load_dataset(out, "training_rows", split="train", cache_dir=cache)
     assert loaded.num_rows == storage.read_manifest(out + "/training_rows").num_rows == 7
-    assert load_dataset("parquet", data_files=f"{out}/rejects/part-*.parquet", split="train")["reason"] == ["empty_query"]
+    rejected = load_dataset("parquet", data_files=f"{out}/rejects/part-*.parquet", split="train", cache_dir=cache)
+    assert rejected["reason"] == ["empty_query"]
     # The card sits beside the datasets: pandas still reads a dataset folder whole.
     import pandas as pd
 
@@ -64,8 +66,12 @@ def lineage(model: str) -> dict:
 def test_a_model_card_names_its_base_model_and_gains_results_when_evaluated(tmp_path, model, hub_id, licence):
     from huggingface_hub import ModelCard
 
+    from o1e.provenance import directory_fingerprint
+
     folder = tmp_path / "model"
     folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    before = directory_fingerprint(str(folder))
     (folder / "README.md").write_text(cards.model_card(lineage(model), "m-o1e"))
     card = ModelCard.load(str(folder / "README.md"))
     assert (card.data.base_model, card.data.library_name, card.data.license) == (hub_id, "transformers", licence)
@@ -82,3 +88,8 @@ def test_a_model_card_names_its_base_model_and_gains_results_when_evaluated(tmp_
     assert [(r.dataset_type, r.metric_name, r.metric_value) for r in results] == [
         ("BeIR/scifact", "nDCG@10 (k = 0 thoughts)", 0.31), ("BeIR/scifact", "nDCG@10 (k = 3 thoughts)", 0.35)]
     assert not cards.add_results(str(tmp_path / "no-card"), [result(0, 0.3)])
+    # The card documents the model: writing it, or results into it, leaves the model's fingerprint (what
+    # thought and embedding caches are keyed by) as it was.
+    assert directory_fingerprint(str(folder)) == before
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    assert directory_fingerprint(str(folder)) != before

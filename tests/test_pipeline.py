@@ -141,7 +141,7 @@ def test_an_upgrade_adding_a_defaulted_field_leaves_the_pipeline_current(pipelin
     assert storage.read_json(os.path.join(root, "train", "summary.json"))["fingerprint_rule"] == FINGERPRINT_RULE
 
 
-def test_the_demo_leaves_hugging_face_cards(pipeline_demo):
+def test_the_demo_leaves_hugging_face_cards(pipeline_demo, tmp_path):
     """A model card on the trained model, with the evaluation's results in its model-index, and a datasets
     card in every stage output, which ``datasets.load_dataset`` follows to the manifest's rows."""
     from datasets import load_dataset
@@ -162,7 +162,7 @@ def test_the_demo_leaves_hugging_face_cards(pipeline_demo):
         data_card = DatasetCard.load(os.path.join(root, stage, "README.md"))
         assert dataset in [c["config_name"] for c in data_card.data.configs]
         assert data_card.data.license == "cc-by-nc-2.0"  # the bundled slice's licence, carried down the chain
-        loaded = load_dataset(os.path.join(root, stage), dataset, split="train")
+        loaded = load_dataset(os.path.join(root, stage), dataset, split="train", cache_dir=str(tmp_path / "hf"))
         assert loaded.num_rows == storage.read_manifest(os.path.join(root, stage, dataset)).num_rows > 0
         print(f"\n{stage}/{dataset}: datasets.load_dataset read {loaded.num_rows} rows, as the manifest says")
 
