@@ -80,15 +80,21 @@ def run_two_workers(n_per_rank, tmp_path, rule="global"):
     return [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 
 
-def test_cross_device_loss_equals_single_process_loss(tmp_path):
-    n_per_rank = [3, 3]
-    ranks = run_two_workers(n_per_rank, tmp_path)
+def single_process(n_per_rank: list[int]):
+    """The combined batch in one process: its embeddings (with their gradients) and its loss, backward done."""
     q, d = batches(n_per_rank)
     q.requires_grad_(True)
     d.requires_grad_(True)
     doc_keys, positives = shared_keys(n_per_rank)
     combined = info_nce(q, d, GROUP, LossConfig(group_size=GROUP), doc_keys, padded_positives(positives))
     combined.loss.backward()
+    return q, d, combined
+
+
+def test_cross_device_loss_equals_single_process_loss(tmp_path):
+    n_per_rank = [3, 3]
+    ranks = run_two_workers(n_per_rank, tmp_path)
+    q, d, combined = single_process(n_per_rank)
     # Equal local batches: the mean of the workers' losses is the combined batch's loss.
     torch.testing.assert_close((ranks[0]["loss"] + ranks[1]["loss"]) / 2, combined.loss.detach())
     torch.testing.assert_close((ranks[0]["acc"] + ranks[1]["acc"]) / 2, combined.accuracy)
@@ -122,12 +128,7 @@ def padded_positives(positives: list[torch.Tensor]) -> torch.Tensor:
 @pytest.mark.parametrize("n_per_rank", [[3, 3], [2, 3]])
 def test_local_cross_device_gradient_is_the_reference_codes(tmp_path, n_per_rank):
     ranks = run_two_workers(n_per_rank, tmp_path, rule="local")
-    q, d = batches(n_per_rank)
-    q.requires_grad_(True)
-    d.requires_grad_(True)
-    doc_keys, positives = shared_keys(n_per_rank)
-    combined = info_nce(q, d, GROUP, LossConfig(group_size=GROUP), doc_keys, padded_positives(positives))
-    combined.loss.backward()
+    q, d, combined = single_process(n_per_rank)
     split = n_per_rank[0]
     for r, rows in zip(ranks, [slice(0, split), slice(split, None)]):
         # Each worker's loss and accuracy are the combined batch's, and its gradients are the combined
