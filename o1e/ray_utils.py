@@ -45,6 +45,16 @@ def worker_cpus(config: RayConfig, workers: int, cluster_cpus: float, largest_no
     return float(min(max(1, int(cluster_cpus) // max(1, workers)), max(1, int(largest_node_cpus))))
 
 
+def training_worker_cpus(config: RayConfig, workers: int, cluster_cpus: float, largest_node_cpus: float) -> float:
+    """CPUs per Ray Train worker: ``worker_cpus``, but one CPU is left to the Ray Train controller and the
+    driver (on a small machine they would otherwise starve). The train stage and the pipeline's dry run
+    both size workers by this."""
+    if config.num_cpus_per_worker is not None:
+        return config.num_cpus_per_worker
+    share = worker_cpus(config, workers, cluster_cpus, largest_node_cpus)
+    return max(0.5, min(share, (cluster_cpus - 1) / workers))
+
+
 def worker_gpus(config: RayConfig, cluster_gpus: float) -> float:
     """GPUs per worker: the config's, else one when the cluster has GPUs."""
     if config.num_gpus_per_worker is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from o1e.ray_utils import RayConfig, worker_cpus, worker_gpus
+from o1e.ray_utils import RayConfig, training_worker_cpus, worker_cpus, worker_gpus
 from o1e.pipeline.config import PipelineConfig
 
 
@@ -86,10 +86,12 @@ def _engine_request(what: str, engine, nodes: list[NodeType], gpus_available: bo
     return [Request(what, cpus, gpus, engine.replicas)]
 
 
-def _workers(what: str, ray_cfg, count: int, nodes: list[NodeType], gpus_available: bool) -> Request:
-    """As the stages place them at run time (``o1e.ray_utils.cpus_per_worker``, on an idle cluster)."""
+def _workers(what: str, ray_cfg, count: int, nodes: list[NodeType], gpus_available: bool, share=worker_cpus
+              ) -> Request:
+    """As the stages place them at run time on an idle cluster: ``share`` is their rule for the CPUs per
+    worker (``o1e.ray_utils.worker_cpus``; ``training_worker_cpus`` for Ray Train workers)."""
     cluster_cpus = sum(n.cpus * n.count for n in nodes)
-    return Request(what, worker_cpus(ray_cfg, count, cluster_cpus, max((n.cpus for n in nodes), default=1.0)),
+    return Request(what, share(ray_cfg, count, cluster_cpus, max((n.cpus for n in nodes), default=1.0)),
                    worker_gpus(ray_cfg, float(gpus_available)), count)
 
 
@@ -106,10 +108,10 @@ def stage_requests(cfg: PipelineConfig, nodes: list[NodeType]) -> dict[str, list
     requests["vote"] = [[Request(f"member {m.name}", p.num_cpus, p.num_gpus, p.replicas)
                          for m, p in zip(cfg.vote.members, cfg.vote.placements(cluster_cpus, cluster_gpus))]]
     requests["train"] = [[_workers("train worker", cfg.train.ray, cfg.train.num_workers, nodes,
-                                   gpus_available)]]
+                                   gpus_available, training_worker_cpus)]]
     for name, ablation in cfg.ablations.items():
         requests[f"train:{name}"] = [[_workers("train worker", ablation.train.ray, ablation.train.num_workers, nodes,
-                                               gpus_available)]]
+                                               gpus_available, training_worker_cpus)]]
     evaluations = [("eval", cfg.eval), *((f"eval:{n}", a.eval) for n, a in cfg.ablations.items()),
                    *((f"baseline:{n}", b) for n, b in cfg.baselines.items())]
     for name, ecfg in evaluations:

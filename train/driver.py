@@ -85,16 +85,13 @@ def plan_steps(cfg: TrainConfig, num_rows: int) -> int:
 
 
 def worker_resources(ray, cfg: TrainConfig) -> tuple[float, float]:
-    """CPUs and GPUs per training worker. Unset CPUs: the free ones shared evenly, but one CPU is left to
-    the Ray Train controller and the driver (on a small machine they would otherwise starve)."""
-    from o1e.ray_utils import free_cpus, gpus_per_worker, largest_node_cpus, worker_cpus
+    """CPUs and GPUs per training worker (``o1e.ray_utils.training_worker_cpus`` of the free CPUs)."""
+    from o1e.ray_utils import free_cpus, gpus_per_worker, largest_node_cpus, training_worker_cpus
 
     gpus = gpus_per_worker(ray, cfg.ray)
-    if cfg.ray.num_cpus_per_worker is not None:
+    if cfg.ray.num_cpus_per_worker is not None:  # without waiting for the free CPUs to settle
         return cfg.ray.num_cpus_per_worker, gpus
-    free = free_cpus(ray)
-    share = worker_cpus(cfg.ray, cfg.num_workers, free, largest_node_cpus(ray))
-    return max(0.5, min(share, (free - 1) / cfg.num_workers)), gpus
+    return training_worker_cpus(cfg.ray, cfg.num_workers, free_cpus(ray), largest_node_cpus(ray)), gpus
 
 
 def _url(storage_url: str, fs_path: str) -> str:
