@@ -15,9 +15,7 @@ class EvalDataset(beir.BeirDataset):
 
     def source_ref(self) -> dict:
         """How the datasets eval writes name this split in their lineage (with its licence, where stated)."""
-        licence = beir.source_licence(self.url)
-        return {"url": self.url, "split": self.split, "corpus_fingerprint": self.corpus.fingerprint,
-                **({"licence": licence} if licence else {})}
+        return beir.source_ref(self.url, split=self.split, corpus_fingerprint=self.corpus.fingerprint)
 
 
 def prepare_corpus(source: str, root: str, on_bad_line: beir.OnBadLine, judged_doc_ids: list[str],

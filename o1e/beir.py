@@ -246,6 +246,13 @@ def load(url: str, split: str, on_bad_line: OnBadLine = "error", *, corpus_file:
     return BeirDataset(url=url, split=split, corpus=corpus, queries=queries, qrels=qrels, rejects=rejects)
 
 
+def source_ref(url: str, **fields) -> dict:
+    """How a dataset made from the source at ``url`` names it in its lineage: ``url``, ``fields``, and the
+    source's licence where its README states one."""
+    licence = source_licence(url)
+    return {"url": url, **fields, **({"licence": licence} if licence else {})}
+
+
 def source_licence(url: str) -> str | None:
     """The licence a dataset's README states (a ``Licence:`` line), looked for in the dataset's folder and
     the two above it (a collection's README), never above a bucket; None when none says or none can be read."""

@@ -30,10 +30,6 @@ def hub_licence(licences: list[str]) -> str:
     return ids.pop() if len(ids) == 1 else "other"
 
 
-def licences_of(parents: list[dict[str, Any]]) -> list[str]:
-    return sorted({p["licence"] for p in parents if p.get("licence")})
-
-
 def beir_hub_id(url: str) -> str | None:
     """``BeIR/scifact`` for a folder named ``scifact`` (or the bundled ``scifact-mini`` slice of it)."""
     name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix("-mini")
@@ -58,7 +54,7 @@ def datasets_card(stage: str, manifests: dict[str, storage.Manifest]) -> str:
 
     from o1e import schemas
 
-    licences = sorted({text for m in manifests.values() for text in licences_of(m.parents)})
+    licences = storage.parent_licences([p for m in manifests.values() for p in m.parents])
     data = DatasetCardData(
         license=hub_licence(licences), pretty_name=f"o1e {stage} output",
         size_categories=_size_category(max((m.num_rows for m in manifests.values()), default=0)),
@@ -119,7 +115,7 @@ def model_card(lineage: dict[str, Any], name: str) -> str:
     config, base = lineage["config"], lineage["base_model"]["path"]
     packaged = PACKAGED_MODELS.get(base)
     training = lineage["training_dataset"]
-    licences = licences_of([training])
+    licences = storage.parent_licences([training])
     data = ModelCardData(
         model_name=name, base_model=packaged.hub_id if packaged else base, library_name="transformers",
         license=packaged.licence if packaged else None, pipeline_tag="feature-extraction", tags=TAGS,

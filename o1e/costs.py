@@ -13,6 +13,13 @@ def thought_tokens_per_query(thoughts: dict[str, Any] | None, num_queries: int, 
     return k * thoughts["generated_tokens"] / (num_queries * thoughts["n"])
 
 
+def thought_seconds_per_query(thoughts: dict[str, Any] | None, num_queries: int, k: int) -> float:
+    """Generation seconds a query's ``k`` thoughts took: k times the mean time per thought."""
+    if not thoughts or not k or not num_queries or not thoughts.get("generation_s"):
+        return 0.0
+    return k * thoughts["generation_s"] / (num_queries * thoughts["n"])
+
+
 def gain_per_1k_tokens(ndcg: float, ndcg_k0: float | None, tokens: float) -> float | None:
     """nDCG@10 gained against k = 0 per 1,000 thought tokens a query uses."""
     if ndcg_k0 is None or tokens <= 0:

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from o1e import storage
-from o1e.costs import gain_per_1k_tokens, thought_tokens_per_query
+from o1e.costs import gain_per_1k_tokens, thought_seconds_per_query, thought_tokens_per_query
 from o1e.provenance import code_version
 
 REPORT = "report.html"
@@ -47,10 +47,7 @@ class Evaluation:
         return thought_tokens_per_query(self.thoughts, self.metrics["num_queries"], k)
 
     def generation_s(self, k: int) -> float:
-        t = self.thoughts
-        if not t or not k or not t.get("generation_s"):
-            return 0.0
-        return k * t["generation_s"] / (self.metrics["num_queries"] * t["n"])
+        return thought_seconds_per_query(self.thoughts, self.metrics["num_queries"], k)
 
 
 @dataclass
@@ -290,11 +287,11 @@ def render(run: Run) -> str:
              f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} by o1e {_esc(code_version())}.</p>"]
     parts.append("<h2>Steps and their cost</h2>")
     rows = []
+    thoughts_by_output = {e.url: e.thoughts for e in run.evaluations}
     for step in run.steps:
         out = step["output"]
         summary = storage.read_json(storage.join(out, "summary.json")) if storage.exists(storage.join(out, "summary.json")) else {}
-        thoughts = (storage.read_json(storage.join(out, "metrics.json")).get("info", {}).get("thoughts")
-                    if step.get("stage") == "eval" and storage.exists(storage.join(out, "metrics.json")) else None) or {}
+        thoughts = thoughts_by_output.get(out) or {}
         rows.append([step["step"], step.get("status", ""), _fmt(step.get("elapsed_s"), 1),
                      summary.get("prompt_tokens", ""), summary.get("completion_tokens", thoughts.get("generated_tokens", "")),
                      _fmt(summary.get("generation_s", thoughts.get("generation_s")), 1), step.get("fingerprint", ""), out])

@@ -621,9 +621,14 @@ def verify_dataset(url: str, checksum: bool = True) -> list[str]:
     return problems
 
 
+def parent_licences(parents: list[dict[str, Any]]) -> list[str]:
+    """The source licences a dataset's parents carry (``dataset_ref``, ``o1e.beir.source_ref``)."""
+    return sorted({p["licence"] for p in parents if p.get("licence")})
+
+
 def dataset_ref(url: str) -> dict[str, Any]:
     """How a child dataset names a parent in its lineage, with the licences of the source data it carries."""
     manifest = read_manifest(url)
-    licences = sorted({p["licence"] for p in manifest.parents if p.get("licence")})
+    licences = parent_licences(manifest.parents)
     return {"url": url, "schema": manifest.schema, "config_fingerprint": manifest.config_fingerprint,
             **({"licence": "; ".join(licences)} if licences else {})}

@@ -143,9 +143,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
     if kind == "jsonl" and src.max_queries is not None:
         raise ConfigError(f"dataset.max_queries: {src.path} is JSONL rows, which are read whole (the option takes "
                           "the first queries of a BEIR split)")
-    licence = beir.source_licence(src.path)
-    record = runs.RunRecord("synth", cfg, parents=[{"url": src.path, "split": src.split, "format": kind,
-                                                    **({"licence": licence} if licence else {})}])
+    record = runs.RunRecord("synth", cfg, parents=[beir.source_ref(src.path, split=src.split, format=kind)])
     record.check_rerun("training_rows", runs.REJECTS)
     in_actor = _source_bytes(src, kind) >= cfg.actor_min_bytes
     worker = ActorWorker(cfg, kind) if in_actor else InProcessWorker(cfg, kind)
