@@ -71,7 +71,7 @@ def main() -> None:
             write_rows(rows, texts, count)
         out = os.path.join(work, f"out-{count}-{os.path.basename(os.path.abspath(args.repo))}{args.tag}")
         env = dict(os.environ, PYTHONPATH=args.repo)
-        subprocess.run([sys.executable, "-m", "o1e.cli", "synth", "prepare", "-d", rows, "-o", out,
+        subprocess.run([sys.executable, "-m", "o1e.pipeline.cli", "synth", "prepare", "-d", rows, "-o", out,
                         f"dataset.corpus={corpus}", "overwrite=true", *args.overrides],
                        check=True, env=env, cwd=args.repo, stdout=subprocess.DEVNULL)
         summary = json.load(open(os.path.join(out, "summary.json")))

@@ -208,7 +208,7 @@ def run_stage(argv: list[str], output: str, log: str) -> dict:
     """One ``o1e`` command as its own process; its wall time and its summary's throughput."""
     started = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.run([sys.executable, "-m", "o1e.cli", *argv], stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.run([sys.executable, "-m", "o1e.pipeline.cli", *argv], stdout=out, stderr=subprocess.STDOUT,
                               cwd=REPO, env={**os.environ, "PYTHONPATH": REPO})
     wall = time.perf_counter() - started
     if proc.returncode != 0:

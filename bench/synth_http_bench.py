@@ -60,7 +60,7 @@ def main() -> None:
     try:
         base_url = stub.stdout.readline().split()[-1]
         out = os.path.join(work, f"out-{args.queries}")
-        subprocess.run([sys.executable, "-m", "o1e.cli", "synth", "run", "-i", rows, "-e", "openai", "-m", "stub",
+        subprocess.run([sys.executable, "-m", "o1e.pipeline.cli", "synth", "run", "-i", rows, "-e", "openai", "-m", "stub",
                         "--base-url", base_url, "-o", out, "overwrite=true", "progress=false", *args.overrides],
                        check=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.DEVNULL)
     finally:

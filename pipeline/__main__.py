@@ -2,7 +2,7 @@
 
 import sys
 
-from o1e.cli import main
+from o1e.pipeline.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["run", *sys.argv[1:]]))

@@ -33,11 +33,11 @@ from o1e.committee.config import CommitteeConfig
 from o1e.eval.config import EvalConfig
 from o1e import storage
 from o1e.config import Section, StageConfig
+from o1e.pipeline.stages import STAGES
 from o1e.ray_utils import RayConfig
 from o1e.synth.config import PrepareConfig, SynthConfig
 from o1e.train.config import TrainConfig
 
-STAGES = ("prepare", "synth", "vote", "train", "eval")
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -53,16 +53,6 @@ def _section(data: dict[str, Any], *path: str) -> dict[str, Any]:
 
 def _absolute(url: str) -> str:
     return url if storage.is_s3(url) else storage.resolve(url)[1]
-
-
-# Where each stage reads and writes: taken from the pipeline (chained), never from a stage config file.
-PATH_KEYS = {
-    "prepare": ("output",),
-    "synth": ("input", "output"),
-    "vote": ("training_rows", "candidates", "output"),
-    "train": ("data", "output", "storage_path"),
-    "eval": ("output", "retriever.model"),
-}
 
 
 def _find_file(path: str) -> str:
@@ -81,7 +71,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _include_stage_file(stage: str, section: dict[str, Any]) -> dict[str, Any]:
     """``config: FILE`` in a stage section: that stage's YAML is the base and the section's keys override
-    it; the file's own input and output paths are dropped, so the stage still chains."""
+    it; the file's own input and output paths (the stage's ``path_keys``) are dropped, so the stage still chains."""
     section = dict(section)
     path = section.pop("config", None)
     if path is None:
@@ -90,7 +80,7 @@ def _include_stage_file(stage: str, section: dict[str, Any]) -> dict[str, Any]:
         loaded = yaml.safe_load(storage.read_text(_find_file(path))) or {}
     except (storage.StorageError, yaml.YAMLError) as err:
         raise ValueError(f"{stage}.config: cannot read {path}: {err}") from None
-    for dotted in PATH_KEYS[stage]:
+    for dotted in STAGES[stage].path_keys:
         *parents, last = dotted.split(".")
         node = loaded
         for key in parents:
@@ -109,25 +99,18 @@ def chain_paths(data: dict[str, Any]) -> dict[str, Any]:
     root = _absolute(data.get("output") or PipelineConfig.model_fields["output"].default)
     data["output"] = root
     at = lambda *parts: storage.join(root, *parts)  # noqa: E731
-    prepare, synth, vote = _section(data, "prepare"), _section(data, "synth"), _section(data, "vote")
-    train, evaluate = _section(data, "train"), _section(data, "eval")
-    prepare.setdefault("output", at("prepare"))
-    rows = storage.join(prepare["output"], "training_rows")
-    synth.setdefault("input", rows)
-    synth.setdefault("output", at("synth"))
-    vote.setdefault("training_rows", rows)
-    vote.setdefault("candidates", storage.join(synth["output"], "candidates"))
-    vote.setdefault("output", at("vote"))
-    train.setdefault("data", storage.join(vote["output"], "training"))
-    train.setdefault("output", at("train"))
-    retriever = _section(evaluate, "retriever")
-    retriever.setdefault("kind", "o1")
-    if retriever["kind"] == "o1":
-        retriever.setdefault("model", storage.join(train["output"], "model"))
+    sections = {name: _section(data, name) for name in STAGES}
+    prepare, train, evaluate = sections["prepare"], sections["train"], sections["eval"]
+    _section(evaluate, "retriever").setdefault("kind", "o1")  # the pipeline evaluates the model it trained
+    for name, stage in STAGES.items():
+        sections[name].setdefault("output", at(name))
+        for read in stage.inputs:
+            if read.applies(sections[name]):
+                *parents, last = read.key.split(".")
+                _section(sections[name], *parents).setdefault(last, storage.join(sections[read.stage]["output"], read.name))
     source = _section(prepare, "dataset")
     if source.get("path") and source.get("format", "auto") in ("auto", "beir"):
         _section(evaluate, "dataset").setdefault("path", source["path"])
-    evaluate.setdefault("output", at("eval"))
     data["ablations"] = {name: _ablation(name, ablation or {}, train, evaluate, at)
                          for name, ablation in (data.get("ablations") or {}).items()}
     baselines = data.get("baselines") or {}
@@ -143,8 +126,8 @@ def chain_paths(data: dict[str, Any]) -> dict[str, Any]:
     for key in ("ray", "overwrite"):  # pipeline-wide settings, unless a stage sets its own
         if data.get(key):
             ablation_sections = [s for a in data["ablations"].values() for s in (a["train"], a["eval"])]
-            for stage in (prepare, synth, vote, train, evaluate, *ablation_sections, *data["baselines"].values()):
-                stage.setdefault(key, data[key])
+            for section in (*sections.values(), *ablation_sections, *data["baselines"].values()):
+                section.setdefault(key, data[key])
     return data
 
 

@@ -14,26 +14,14 @@ from datetime import datetime, timezone
 
 from rich.table import Table
 
-from o1e.committee.driver import run_committee
-from o1e.eval.driver import run_eval
 from o1e import costs, progress, report, runs, storage
 from o1e.config import FINGERPRINT_RULE, ConfigError
 from o1e.provenance import code_version
 from o1e.pipeline.config import PipelineConfig
 from o1e.pipeline.plan import Step, build_steps, is_current, read_record, record_url, step_rows, window
-from o1e.synth.driver import run_synth
-from o1e.synth.prepare import run_prepare
-from o1e.train.driver import run_train
+from o1e.pipeline.stages import STAGES
 
 console = progress.console()
-
-RUNNERS = {
-    "prepare": lambda cfg, show: run_prepare(cfg, show=show),
-    "synth": lambda cfg, show: run_synth(cfg, show=show),
-    "vote": lambda cfg, show: run_committee(cfg, show=show),
-    "train": lambda cfg, show: run_train(cfg),
-    "eval": lambda cfg, show: run_eval(cfg, show=show),
-}
 
 
 @dataclass
@@ -77,7 +65,7 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
             storage.delete(record_url(cfg, step))
             storage.delete(step.output)
         t0 = time.perf_counter()
-        RUNNERS[step.stage](step.config, show)
+        STAGES[step.stage].run(step.config, show)
         record = {
             "step": step.name, "stage": step.stage, "fingerprint": step.fingerprint,
             "config_fingerprint": step.config.fingerprint(), "fingerprint_rule": FINGERPRINT_RULE,
@@ -156,13 +144,13 @@ def dry_run(cfg: PipelineConfig, cluster: str | None = None, start: str | None =
         selected = window(build_steps(cfg), start, until)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    nodes, requests = [], {}
+    target, requests = None, {}
     if cluster:
         try:
-            nodes = cluster_nodes(yaml.safe_load(storage.read_text(cluster)))
+            target = cluster_nodes(yaml.safe_load(storage.read_text(cluster)))
         except (ValueError, KeyError, yaml.YAMLError) as err:
             raise ConfigError(f"--cluster {cluster}: {err}") from None
-        requests = stage_requests(cfg, nodes)
+        requests = stage_requests(cfg, target)
     table = Table(title=f"dry run{f' on {cluster}' if cluster else ''}")
     for name in ("stage", "would", "asks Ray for (each on one node)", "fits"):
         table.add_column(name)
@@ -175,17 +163,17 @@ def dry_run(cfg: PipelineConfig, cluster: str | None = None, start: str | None =
             would = "skip (up to date)" if is_current(step, read_record(cfg, step)) else "run"
         asks, verdict = "", ""
         if cluster:
-            phases = requests.get(step.name, [])
+            phases = requests[step.name]
             asks = " then ".join("; ".join(f"{r.count} x {r.what} ({r.gpus:g} GPU, {r.cpus:g} CPU)" for r in phase)
                                  for phase in phases if phase) or "driver only"
-            found = [p for phase in phases for p in fits(phase, nodes)]
+            found = [p for phase in phases for p in fits(phase, target)]
             problems += [f"{step.name}: {p}" for p in found]
             verdict = "yes" if not found else "NO: " + "; ".join(found)
         table.add_row(step.name, would, asks, verdict)
     console.print(table)
     if cluster:
         console.print("cluster workers: " + ", ".join(f"{n.count} x {n.name} ({n.gpus:g} GPU, {n.cpus:g} CPU)"
-                                                      for n in nodes))
+                                                      for n in target.nodes))
         for problem in problems:
             print(f"does not fit: {problem}")
     return problems

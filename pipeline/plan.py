@@ -13,13 +13,11 @@ from typing import Any
 
 from o1e import runs, storage
 from o1e.provenance import fingerprint
-from o1e.pipeline.config import STAGES, PipelineConfig
+from o1e.pipeline.config import PipelineConfig
+from o1e.pipeline.stages import ORDER, STAGES
+from o1e.stage import count_rows, get_dotted
 
 RECORDS = "_pipeline"
-
-# Per stage, the main output dataset under the stage's output (every stage also writes rejects/ and, last,
-# summary.json: o1e.runs).
-MAIN_DATASET = {"prepare": "training_rows", "synth": "candidates", "vote": "training", "train": None, "eval": None}
 
 
 @dataclass
@@ -41,45 +39,39 @@ class Step:
         return storage.join(self.output, runs.SUMMARY)
 
 
-def _reads(step: "Step") -> list[str]:
-    """The datasets and models a step reads."""
-    config = step.config
-    if step.stage == "eval":
-        model = getattr(config.retriever, "model", None)
-        return [model] if model else []
-    keys = {"prepare": (), "synth": ("input",), "vote": ("training_rows", "candidates"), "train": ("data",)}
-    return [getattr(config, key) for key in keys[step.stage]]
-
-
 def build_steps(cfg: PipelineConfig) -> list[Step]:
     """Every step in order, each with the steps it reads from and its fingerprint."""
-    steps = [Step(name, name, cfg.stage(name)) for name in STAGES]
-    after_train = STAGES.index("train") + 1
+    steps = [Step(name, name, cfg.stage(name)) for name in ORDER]
+    after_train = ORDER.index("train") + 1
     steps[after_train:after_train] = [Step(f"train:{name}", "train", a.train) for name, a in cfg.ablations.items()]
     steps += [Step(f"eval:{name}", "eval", a.eval) for name, a in cfg.ablations.items()]
     steps += [Step(f"baseline:{name}", "eval", b) for name, b in cfg.baselines.items()]
-    producers = {storage.join(s.output, MAIN_DATASET[s.stage] or "model"): s.name
-                 for s in steps if s.stage != "eval"}
+    producers = {storage.join(s.output, STAGES[s.stage].output): s.name for s in steps if STAGES[s.stage].output}
     by_name: dict[str, Step] = {}
     for step in steps:
-        step.deps = [producers[u] for u in _reads(step) if u in producers]
+        step.deps = [producers[u] for u in STAGES[step.stage].input_urls(step.config) if u in producers]
         step.fingerprint = fingerprint({
-            "config": _without_chained_paths(step.config, producers).fingerprint(),
+            "config": _without_chained_paths(step, producers).fingerprint(),
             "upstream": {d: by_name[d].fingerprint for d in step.deps},
         })
         by_name[step.name] = step
     return steps
 
 
-def _without_chained_paths(config, producers: dict[str, str]):
-    """The config with every input read from another step replaced by a placeholder: that step's
+def _without_chained_paths(step: Step, producers: dict[str, str]):
+    """The step's config with every input read from another step replaced by a placeholder: that step's
     fingerprint identifies the input, so a pipeline copied to another root stays current."""
-    update = {key: "<chained>" for key in ("input", "training_rows", "candidates", "data")
-              if getattr(config, key, None) in producers}
-    retriever = getattr(config, "retriever", None)
-    if getattr(retriever, "model", None) in producers:
-        update["retriever"] = retriever.model_copy(update={"model": "<chained>"})
-    return config.model_copy(update=update) if update else config
+    config = step.config
+    for read in STAGES[step.stage].inputs:
+        if get_dotted(config, read.key) in producers:
+            config = _replace(config, read.key.split("."), "<chained>")
+    return config
+
+
+def _replace(section, keys: list[str], value):
+    """A copy of a config section with field ``keys`` (a path) set to ``value``."""
+    head, *rest = keys
+    return section.model_copy(update={head: _replace(getattr(section, head), rest, value) if rest else value})
 
 
 def window(steps: list[Step], start: str | None, until: str | None) -> list[Step]:
@@ -87,12 +79,12 @@ def window(steps: list[Step], start: str | None, until: str | None) -> list[Step
     to eval)."""
     for name in (start, until):
         if name is not None and name not in STAGES:
-            raise ValueError(f"unknown stage {name!r}: one of {', '.join(STAGES)}")
-    first = STAGES.index(start) if start else 0
-    last = STAGES.index(until) if until else len(STAGES) - 1
+            raise ValueError(f"unknown stage {name!r}: one of {', '.join(ORDER)}")
+    first = ORDER.index(start) if start else 0
+    last = ORDER.index(until) if until else len(ORDER) - 1
     if first > last:
         raise ValueError(f"--from {start} comes after --until {until}")
-    return [s for s in steps if first <= STAGES.index(s.stage) <= last]
+    return [s for s in steps if first <= ORDER.index(s.stage) <= last]
 
 
 def record_url(cfg: PipelineConfig, step: Step) -> str:
@@ -109,25 +101,7 @@ def is_current(step: Step, record: dict | None) -> bool:
     return bool(record) and record.get("fingerprint") == step.fingerprint and storage.exists(step.done_marker)
 
 
-def count_rows(url: str | None) -> int | None:
-    return storage.read_manifest(url).num_rows if url and storage.is_dataset(url) else None
-
-
 def step_rows(step: Step) -> dict[str, int | None]:
-    """Rows in, rows out and rejects of a finished step, read from its datasets' manifests."""
-    main = MAIN_DATASET[step.stage]
-    out = count_rows(storage.join(step.output, main)) if main else None
-    if step.stage == "prepare":
-        rows_in = None
-    elif step.stage == "synth":
-        rows_in = count_rows(step.config.input)
-    elif step.stage == "vote":
-        rows_in = count_rows(step.config.candidates)
-    elif step.stage == "train":
-        rows_in = count_rows(step.config.data)
-        lineage = storage.join(step.output, "model", "lineage.json")
-        out = storage.read_json(lineage)["rows"]["usable"] if storage.exists(lineage) else None
-    else:  # queries in, queries scored out (each for every k)
-        metrics = storage.join(step.output, "metrics.json")
-        rows_in = out = storage.read_json(metrics).get("num_queries") if storage.exists(metrics) else None
-    return {"rows_in": rows_in, "rows_out": out, "rejects": count_rows(storage.join(step.output, runs.REJECTS)) or 0}
+    """Rows in, rows out and rejects of a finished step (the stage counts its own rows)."""
+    rows_in, rows_out = STAGES[step.stage].rows(step.config)
+    return {"rows_in": rows_in, "rows_out": rows_out, "rejects": count_rows(storage.join(step.output, runs.REJECTS)) or 0}

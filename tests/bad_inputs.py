@@ -190,7 +190,7 @@ CASES = [
 
 def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run ``o1e ARGV`` in this process: exit code, stdout, stderr."""
-    from o1e.cli import main
+    from o1e.pipeline.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     saved = {k: os.environ.get(k) for k in (env or {})}

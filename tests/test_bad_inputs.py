@@ -34,7 +34,7 @@ def test_ctrl_c_is_exit_130_with_one_line(tmp_path, minilm):
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(f'{{"query": "question {i}", "pos": ["passage number {i}"]}}\n' for i in range(20_000)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen([sys.executable, "-m", "o1e.cli", "synth", "prepare", "-d", str(rows), "--mining", "dense",
+    proc = subprocess.Popen([sys.executable, "-m", "o1e.pipeline.cli", "synth", "prepare", "-d", str(rows), "--mining", "dense",
                              f"mining.dense.model={minilm}", "-o", str(tmp_path / "out")],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True)
     seen = ""

@@ -99,11 +99,11 @@ def test_print_config_and_dry_run_from_the_command_line(tmp_path):
 def test_the_dry_run_sizes_train_workers_as_train_does():
     """One rule (``o1e.ray_utils.training_worker_cpus``) for the dry run and the train stage: on a 2-CPU
     node, 2 workers get 0.5 CPU each (one CPU stays with Ray Train's controller and the driver)."""
-    from o1e.pipeline.resources import NodeType
+    from o1e.placement import Cluster, NodeType
     from o1e.ray_utils import RayConfig, training_worker_cpus, worker_cpus
 
     cfg = load_config(PipelineConfig, None, ["output=/runs/p", "train.model=/m/base", "train.num_workers=2"])
-    train = stage_requests(cfg, [NodeType("head", 2, 0, 1)])["train"][0][0]
+    train = stage_requests(cfg, Cluster((NodeType("head", 2, 0, 1),)))["train"][0][0]
     assert train.cpus == training_worker_cpus(RayConfig(), 2, 2, 2) == 0.5 < worker_cpus(RayConfig(), 2, 2, 2)
     assert training_worker_cpus(RayConfig(num_cpus_per_worker=3), 2, 2, 2) == 3
     assert training_worker_cpus(RayConfig(), 8, 64, 64) == 7.875 and training_worker_cpus(RayConfig(), 2, 64, 8) == 8

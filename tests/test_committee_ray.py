@@ -14,7 +14,7 @@ from o1e.committee.config import CommitteeConfig
 from o1e.committee.oracle import oracle_inputs
 from o1e import beir, storage
 from o1e.beir import DatasetError
-from o1e.cli import main
+from o1e.pipeline.cli import main
 
 QUERIES = 96
 

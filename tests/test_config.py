@@ -76,7 +76,7 @@ def test_cli_short_flags_and_print_config():
 
 
 def test_cli_rejects_wrong_config_before_work():
-    proc = subprocess.run([sys.executable, "-m", "o1e.cli", "eval", "retriever.kind=sparse"],
+    proc = subprocess.run([sys.executable, "-m", "o1e.pipeline.cli", "eval", "retriever.kind=sparse"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "invalid config" in proc.stderr and "retriever" in proc.stderr

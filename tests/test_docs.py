@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from o1e.cli import STAGES, Stage, StageGroup, build_parser
+from o1e.pipeline.cli import build_parser
+from o1e.pipeline.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "clusters" / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
@@ -33,23 +34,12 @@ PARSER = build_parser()
 COMMANDS = _subparsers(PARSER)
 
 
-def _stage(path: list[str]) -> Stage | None:
-    entry = STAGES.get(path[0])
-    if isinstance(entry, StageGroup):
-        return entry.steps.get(path[1]) if len(path) > 1 else None
-    return entry
-
-
 def _config_class(path: list[str]):
-    if path[0] == "demo":
+    if path[0] in ("demo", "run"):
         from o1e.pipeline.config import PipelineConfig
 
         return PipelineConfig
-    stage = _stage(path)
-    if stage is None:
-        return None
-    module, _, name = stage.config.partition(":")
-    return getattr(importlib.import_module(module), name)
+    return next((s.config for s in STAGES.values() if s.command == tuple(path)), None)
 
 
 def _models(annotation) -> list[type[BaseModel]]:
@@ -83,9 +73,9 @@ def resolves(cls: type[BaseModel], keys: list[str]) -> bool:
 
 
 def stage_configs() -> list[type[BaseModel]]:
-    classes = [_config_class([name]) for name, entry in STAGES.items() if isinstance(entry, Stage)]
-    classes += [_config_class(["synth", step]) for step in STAGES["synth"].steps]
-    return [c for c in classes if c is not None]
+    from o1e.pipeline.config import PipelineConfig
+
+    return [s.config for s in STAGES.values()] + [PipelineConfig]
 
 
 def command_lines(text: str) -> list[tuple[int, str]]:

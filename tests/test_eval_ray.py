@@ -92,7 +92,7 @@ def test_cli_bm25_end_to_end_with_rejects(tmp_path, demo_data):
     shutil.copytree(demo_data, data)
     with open(data / "qrels" / "test.tsv", "a") as f:
         f.write("no-such-query\t4983\t1\n")
-    proc = subprocess.run([sys.executable, "-m", "o1e.cli", "eval", "-d", str(data), "-r", "bm25", "-k", "100",
+    proc = subprocess.run([sys.executable, "-m", "o1e.pipeline.cli", "eval", "-d", str(data), "-r", "bm25", "-k", "100",
                            "-o", str(tmp_path / "out")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "ndcg@10" in proc.stdout and "1 rejected rows" in proc.stdout.replace("\n", " ")

@@ -220,7 +220,7 @@ def test_rerun_with_another_config_refuses_to_mix(tmp_path):
 
 
 def test_cli_parses_synth_steps(capsys):
-    from o1e.cli import main
+    from o1e.pipeline.cli import main
 
     assert main(["synth", "run", "-m", "/models/x", "--num-candidates", "5", "--base-url", "http://h:1/v1", "--print-config"]) == 0
     out = capsys.readouterr().out

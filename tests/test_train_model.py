@@ -294,7 +294,7 @@ def test_distillation_term_is_the_reference_kl_div_by_hand():
 def test_cli_prints_and_rejects_train_configs(capsys):
     import os
 
-    from o1e.cli import main
+    from o1e.pipeline.cli import main
     from o1e.train.config import CONFIG_DIR
 
     assert main(["train", "-c", os.path.join(CONFIG_DIR, "paper_qwen2.5-7b.yaml"), "--print-config", "-z", "3"]) == 0
