@@ -26,7 +26,6 @@ class VllmPooler:
         return np.asarray([o.outputs.embedding for o in outputs], dtype=np.float32)
 
     def shutdown(self) -> None:
-        try:
-            self.llm.llm_engine.engine_core.shutdown()
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
+        from o1e.llm.vllm_worker import shutdown_llm
+
+        shutdown_llm(self.llm)

@@ -42,7 +42,7 @@ class VllmWorker:
         kwargs.update(engine.engine_kwargs)
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
-        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self.max_model_len = self.llm.model_config.max_model_len
         self.renderer = renderer
         self.sampling_cfg = sampling
         defaults = self.llm.get_default_sampling_params()
@@ -130,7 +130,8 @@ class VllmWorker:
 
     def _exit_if_dead(self, err: Exception) -> None:
         """A dead engine fails every request: rather than rejecting them all, end this replica's process
-        so that Ray restarts it and retries the shard."""
+        so that Ray restarts it and retries the shard. vLLM exports no public name for the error a dead
+        engine raises; tests/test_private_apis.py pins where it lives."""
         from vllm.v1.engine.exceptions import EngineDeadError
 
         if isinstance(err, EngineDeadError) or isinstance(err.__cause__, EngineDeadError):
@@ -141,12 +142,17 @@ class VllmWorker:
             os._exit(1)
 
     def shutdown(self) -> None:
-        """Stop the engine's processes now rather than when the actor is killed (which can leak /dev/shm)."""
         llm = getattr(self, "llm", None)
-        if llm is None:
-            return
-        try:
-            llm.llm_engine.engine_core.shutdown()
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
+        if llm is not None:
+            shutdown_llm(llm)
         self.llm = None
+
+
+def shutdown_llm(llm) -> None:
+    """Stop a vLLM ``LLM``'s engine processes now rather than when its actor is killed (which can leak
+    /dev/shm). ``LLM`` has no public shutdown; its engine core's is the one that stops them
+    (tests/test_private_apis.py pins it)."""
+    try:
+        llm.llm_engine.engine_core.shutdown()
+    except Exception:  # noqa: BLE001 - best effort at exit
+        pass
