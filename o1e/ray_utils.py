@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
@@ -20,6 +21,10 @@ VERBOSE_ENV = "O1E_VERBOSE"
 QUIET_ENV = {"VLLM_LOGGING_LEVEL": "ERROR", "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
              "TORCH_CPP_LOG_LEVEL": "ERROR", "TOKENIZERS_PARALLELISM": "false",
              "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning"}
+# Ray's notice, at every start of a local cluster, that it turned on token authentication (its default): quiet
+# mode keeps it off the terminal; the cluster is the same either way.
+_TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+_started_local_cluster = False
 
 
 class RayConfig(Section):
@@ -131,7 +136,14 @@ def gpus_per_worker(ray, config: RayConfig) -> float:
     return worker_gpus(config, ray.cluster_resources().get("GPU", 0))
 
 
+def started_local_cluster() -> bool:
+    """Whether ``init_ray`` started this process's cluster itself: one node, on loopback, without the
+    dashboard (so without Ray's state API)."""
+    return _started_local_cluster
+
+
 def init_ray(config: RayConfig):
+    global _started_local_cluster
     import ray
 
     if ray.is_initialized():
@@ -149,6 +161,8 @@ def init_ray(config: RayConfig):
         # make Ray start a fresh worker for every actor instead of using the idle workers it started
         # with the cluster.
         kwargs.update(num_cpus=config.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+        if quiet:
+            logging.getLogger(_TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
     else:
         env = {name: os.environ[name] for name in (*_FORWARDED_ENV, VERBOSE_ENV, *(QUIET_ENV if quiet else ()))
                if os.environ.get(name)}
@@ -159,4 +173,5 @@ def init_ray(config: RayConfig):
             env.pop(name, None)
         kwargs["runtime_env"] = {"env_vars": env} if env else None
     ray.init(**kwargs)
+    _started_local_cluster = address == "local"
     return ray

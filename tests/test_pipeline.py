@@ -176,6 +176,7 @@ def test_the_frameworks_stay_quiet(pipeline_demo):
              if " INFO " in line or "[INFO]" in line or "Loading weights" in line or "Loading safetensors" in line
              or "FutureWarning" in line]
     assert noisy == []
+    assert "Reporting training result" not in printed and "PlacementGroupCleaner" not in printed
     assert "retrieval" in pipeline_demo["stdout"] and "report: " in pipeline_demo["stdout"]
     print(f"\nthe demo's second run printed {len(printed.encode()):,} bytes")
 
