@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 
 from pydantic import Field
@@ -140,6 +141,17 @@ def started_local_cluster() -> bool:
     """Whether ``init_ray`` started this process's cluster itself: one node, on loopback, without the
     dashboard (so without Ray's state API)."""
     return _started_local_cluster
+
+
+def framework_logs_dir() -> str | None:
+    """Where Ray keeps the logs of this node's workers and of the frameworks in them (its session's ``logs``
+    folder; each node of a cluster has its own); ``None`` when this process is not connected to Ray."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    from ray._private.worker import _global_node  # Ray has no public call for it (Ray Train reads it so too)
+
+    return _global_node.get_logs_dir_path() if _global_node is not None else None
 
 
 def init_ray(config: RayConfig):
