@@ -7,7 +7,8 @@
 - ``summary.json``, written last: its presence means the run finished. It holds the stage's own figures
   plus the stage name, the fingerprint and the rule it follows (``o1e.config.FINGERPRINT_RULE``), the code
   version, the finishing time, ``throughput`` (rows handled, rows/s over the run and the driver process's
-  peak resident memory) and ``framework_logs`` (the folder where Ray keeps the worker and
+  peak resident memory), ``actor_seconds`` (the CPU- and GPU-seconds its Ray actors and tasks held, counted
+  where it placed them: ``o1e.costs``) and ``framework_logs`` (the folder where Ray keeps the worker and
   framework logs of the driver's node; ``None`` for a run without Ray).
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from o1e import schemas, storage
+from o1e import costs, schemas, storage
 from o1e import config as o1e_config
 from o1e.config import StageConfig
 from o1e.provenance import code_version
@@ -105,7 +106,7 @@ class RunRecord:
                       "rows_per_s": round(rows / elapsed, 2) if elapsed > 0 else None,
                       "driver_peak_rss_mb": driver_peak_rss_mb()}
         summary = {"stage": self.stage, **summary, "throughput": throughput,
-                   "framework_logs": framework_logs_dir(),
+                   "actor_seconds": costs.actor_seconds(self.started), "framework_logs": framework_logs_dir(),
                    "config_fingerprint": self.lineage["config_fingerprint"],
                    "fingerprint_rule": o1e_config.FINGERPRINT_RULE, "code_version": code_version(),
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -109,6 +109,8 @@ def test_train_overfits_and_reloads(ray_cluster, base_model, tmp_path, capfd):
     noise = ["Reporting training result", "PlacementGroupCleaner", "PreemptionWatcher", "built successfully"]
     assert [n for n in noise if n in printed] == []
     assert not [line for line in printed.splitlines() if "RayTrainWorker" in line and "Setting accelerator" in line]
+    held = storage.read_json(f"{out}/summary.json")["actor_seconds"]
+    assert held["CPU"] > 0 and held["GPU"] == 0  # 2 workers x 0.5 CPU for as long as they trained
 
     history = [json.loads(line) for line in storage.read_text(f"{out}/metrics.jsonl").splitlines()]
     assert [m["step"] for m in history] == list(range(1, 17))

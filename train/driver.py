@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from o1e import cards, runs, schemas, storage
+from o1e import cards, costs, runs, schemas, storage
 from o1e.config import ConfigError
 from o1e.encoders import check_model_dir
 from o1e.models import resolve_model_dir
@@ -150,7 +150,8 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
             logging_config=LoggingConfig(log_level="INFO" if os.environ.get(VERBOSE_ENV) else "WARNING"),
         ),
     )
-    result = trainer.fit()
+    with costs.held(cfg.num_workers, cpus, gpus):
+        result = trainer.fit()
 
     model_url = storage.join(cfg.output, "model")
     lineage = {
