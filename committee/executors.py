@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from o1e import costs
 from o1e.committee.config import CommitteeConfig, Placement
 from o1e.committee.members import ScoringBatch, build_member
 from o1e.committee.plan import Shard
@@ -91,11 +92,13 @@ class RayExecutor:
         self.ray = ray = init_ray(cfg.ray)
         self.placements = cfg.placements(free_cpus(ray), ray.cluster_resources().get("GPU", 0))
         self.pools = []
+        self.holdings = []
         for member, placement in zip(cfg.members, self.placements):
             actor = ray.remote(MemberActor).options(
                 num_cpus=placement.num_cpus, num_gpus=placement.num_gpus, max_restarts=1, max_task_retries=1,
             )
             self.pools.append([actor.remote(member, _threads(placement)) for _ in range(placement.replicas)])
+            self.holdings.append(costs.hold(placement.replicas, placement.num_cpus, placement.num_gpus))
 
     def run(self, shards: Iterable[Shard], total: int) -> Iterator[tuple[Shard, ShardScores]]:
         """``shards``: loaded one at a time, ``shards_in_flight`` ahead of the one being voted; ``total``:
@@ -165,6 +168,8 @@ class RayExecutor:
             for actor in pool:
                 self.ray.kill(actor)
         self.pools = []
+        for holding in self.holdings:
+            costs.release(holding)
 
 
 def make_executor(cfg: CommitteeConfig):

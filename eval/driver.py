@@ -17,7 +17,7 @@ from o1e.eval.dataset import EvalDataset, prepare_corpus
 from o1e.eval.search import merge_shards, shard_plans
 from o1e.eval.thoughts import ThoughtSet
 from o1e.eval.worker import BM25Worker, ShardHits, ShardTask, ShardWorker
-from o1e import corpus, storage
+from o1e import corpus, costs, storage
 from o1e.models import resolve_model_dir
 from o1e.progress import Counter, wait_with_progress
 from o1e.provenance import fingerprint
@@ -53,7 +53,9 @@ def load_dataset(cfg: EvalConfig, show: bool = True) -> EvalDataset:
         root = cfg.cache_dir or cfg.output
         task = ray.remote(prepare_corpus).options(num_cpus=1)
         started = time.perf_counter()
-        converted, missing = ray.get(task.remote(corpus_url, root, source.on_bad_line, judged, cfg.corpus_part_rows))
+        with costs.held(1, 1):
+            converted, missing = ray.get(task.remote(corpus_url, root, source.on_bad_line, judged,
+                                                     cfg.corpus_part_rows))
         if show and not isinstance(converted, str):
             report.print_corpus(converted, time.perf_counter() - started)
         return converted, missing
@@ -67,14 +69,16 @@ def retrieve_bm25(data: EvalDataset, cfg: EvalConfig, config, ks: list[int], per
     """BM25 rankings per variant, on a Ray actor that reads the corpus dataset and indexes it."""
     ray = init_ray(cfg.ray)
     counter = ray.remote(Counter).options(num_cpus=0).remote()
-    Worker = ray.remote(BM25Worker).options(num_cpus=cpus_per_worker(ray, cfg.ray, 1))
-    worker = Worker.remote(data.corpus.url, config, counter)
+    num_cpus = cpus_per_worker(ray, cfg.ray, 1)
+    worker = ray.remote(BM25Worker).options(num_cpus=num_cpus).remote(data.corpus.url, config, counter)
+    holding = costs.hold(1, num_cpus)
     try:
         pending = {worker.search.remote(data.queries, per_query, ks, cfg.top_k, cfg.drop_self_hits): "bm25"}
         (rankings, info), = wait_with_progress(ray, pending, counter, len(data.queries), "bm25 index + search",
                                                "query", show=show).values()
     finally:
         ray.kill(worker)
+        costs.release(holding)
     return rankings, info
 
 
@@ -93,8 +97,9 @@ def retrieve_vectors(data: EvalDataset, cfg: EvalConfig, model_dir: str, ks: lis
         cache_url = storage.join(storage.join(cfg.cache_dir, "embeddings", cache_fp), f"shards-{cfg.shards}")
 
     ray = init_ray(cfg.ray)
-    plans = ray.get(ray.remote(plan_corpus).options(num_cpus=1).remote(data.corpus.url, prefix, batch_size,
-                                                                       cfg.shards))
+    with costs.held(1, 1):
+        plans = ray.get(ray.remote(plan_corpus).options(num_cpus=1).remote(data.corpus.url, prefix, batch_size,
+                                                                           cfg.shards))
     tasks = [ShardTask(shard_id=f"{shard:05d}-of-{cfg.shards:05d}", doc_numbers=numbers, batch_sizes=sizes,
                        corpus_url=data.corpus.url, cache_url=cache_url, cache_fingerprint=cache_fp)
              for shard, (numbers, sizes) in enumerate(plans)]
@@ -110,27 +115,30 @@ def retrieve_vectors(data: EvalDataset, cfg: EvalConfig, model_dir: str, ks: lis
     Worker = ray.remote(ShardWorker).options(**options)
     counter = ray.remote(Counter).options(num_cpus=0).remote()
     workers = [Worker.remote(config, model_dir, int(num_cpus), counter) for _ in tasks]
-
-    # Pairs laid out query by query: [no thought, thought 1, ..., thought n_q].
-    query_texts = list(data.queries.values())
-    pair_queries = [q for q, ts in zip(query_texts, per_query) for _ in range(len(ts) + 1)]
-    pair_thoughts = [t for ts in per_query for t in ["", *ts]]
-    started = time.perf_counter()
-    pair_vectors = ray.get(workers[0].encode_pairs.remote(pair_queries, pair_thoughts))
-    query_s = time.perf_counter() - started
-    counts = [len(ts) for ts in per_query]
-    query_sets = ray.put([average_thoughts(pair_vectors, counts, k) for k in ks])
-
-    k_search = cfg.top_k + (1 if cfg.drop_self_hits else 0)
-    pending = {w.run.remote(t, query_sets, k_search): t.shard_id for w, t in zip(workers, tasks)}
-    results = wait_with_progress(ray, pending, counter, len(data.corpus), f"encode + search, shards={cfg.shards}",
-                                 "doc", show=show)
+    holding = costs.hold(len(workers), num_cpus, options["num_gpus"])
     try:
-        ray.get([w.shutdown.remote() for w in workers], timeout=60)
-    except Exception:  # noqa: BLE001 - the workers are killed below anyway
-        pass
-    for worker in workers:
-        ray.kill(worker)
+        # Pairs laid out query by query: [no thought, thought 1, ..., thought n_q].
+        query_texts = list(data.queries.values())
+        pair_queries = [q for q, ts in zip(query_texts, per_query) for _ in range(len(ts) + 1)]
+        pair_thoughts = [t for ts in per_query for t in ["", *ts]]
+        started = time.perf_counter()
+        pair_vectors = ray.get(workers[0].encode_pairs.remote(pair_queries, pair_thoughts))
+        query_s = time.perf_counter() - started
+        counts = [len(ts) for ts in per_query]
+        query_sets = ray.put([average_thoughts(pair_vectors, counts, k) for k in ks])
+
+        k_search = cfg.top_k + (1 if cfg.drop_self_hits else 0)
+        pending = {w.run.remote(t, query_sets, k_search): t.shard_id for w, t in zip(workers, tasks)}
+        results = wait_with_progress(ray, pending, counter, len(data.corpus), f"encode + search, shards={cfg.shards}",
+                                     "doc", show=show)
+        try:
+            ray.get([w.shutdown.remote() for w in workers], timeout=60)
+        except Exception:  # noqa: BLE001 - the workers are killed below anyway
+            pass
+    finally:
+        for worker in workers:
+            ray.kill(worker)
+        costs.release(holding)
     if cache_url:
         storage.DatasetWriter(cache_url, "embeddings", config_fingerprint=cache_fp).finalize(
             extra={"model": model_of(config), "model_fingerprint": model_fp, "corpus": data.url,

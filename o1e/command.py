@@ -122,6 +122,11 @@ def guarded(name: str, action: Callable[[], int], debug: bool) -> int:
         if debug:
             traceback.print_exc()
         code, message = errors.describe(err)
+        from o1e.ray_utils import VERBOSE_ENV, framework_logs_dir
+
+        logs = framework_logs_dir()
+        if logs and not os.environ.get(VERBOSE_ENV):  # above the error line, which stays the last
+            print(f"(Ray's and its workers' own logs: {logs}; --verbose shows them here)", file=sys.stderr)
         print(f"o1e {name}: {message}", file=sys.stderr)
         return code
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import time
 
 from pydantic import Field
@@ -20,6 +22,11 @@ VERBOSE_ENV = "O1E_VERBOSE"
 QUIET_ENV = {"VLLM_LOGGING_LEVEL": "ERROR", "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
              "TORCH_CPP_LOG_LEVEL": "ERROR", "TOKENIZERS_PARALLELISM": "false",
              "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning"}
+# Ray's notice, at every start of a local cluster, that it turned on token authentication (its default): quiet
+# mode keeps it off the terminal; the cluster is the same either way.
+_TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+_started_local_cluster = False
+_session_logs: str | None = None
 
 
 class RayConfig(Section):
@@ -131,7 +138,21 @@ def gpus_per_worker(ray, config: RayConfig) -> float:
     return worker_gpus(config, ray.cluster_resources().get("GPU", 0))
 
 
+def started_local_cluster() -> bool:
+    """Whether ``init_ray`` started this process's cluster itself: one node, on loopback, without the
+    dashboard (so without Ray's state API)."""
+    return _started_local_cluster
+
+
+def framework_logs_dir() -> str | None:
+    """Where Ray keeps the logs of this node's workers and of the frameworks in them (its session's ``logs``
+    folder; each node of a cluster has its own); ``None`` unless ``init_ray`` connected this process."""
+    ray = sys.modules.get("ray")
+    return _session_logs if ray is not None and ray.is_initialized() else None
+
+
 def init_ray(config: RayConfig):
+    global _started_local_cluster, _session_logs
     import ray
 
     if ray.is_initialized():
@@ -149,6 +170,8 @@ def init_ray(config: RayConfig):
         # make Ray start a fresh worker for every actor instead of using the idle workers it started
         # with the cluster.
         kwargs.update(num_cpus=config.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+        if quiet:
+            logging.getLogger(_TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
     else:
         env = {name: os.environ[name] for name in (*_FORWARDED_ENV, VERBOSE_ENV, *(QUIET_ENV if quiet else ()))
                if os.environ.get(name)}
@@ -158,5 +181,7 @@ def init_ray(config: RayConfig):
         for name in ((job.get("runtime_env") or {}).get("env_vars") or {}):
             env.pop(name, None)
         kwargs["runtime_env"] = {"env_vars": env} if env else None
-    ray.init(**kwargs)
+    context = ray.init(**kwargs)
+    _started_local_cluster = address == "local"
+    _session_logs = os.path.join(context.address_info["session_dir"], "logs")
     return ray

@@ -6,8 +6,10 @@
 - ``README.md``: a Hugging Face dataset card for the datasets in the output (``o1e.cards``).
 - ``summary.json``, written last: its presence means the run finished. It holds the stage's own figures
   plus the stage name, the fingerprint and the rule it follows (``o1e.config.FINGERPRINT_RULE``), the code
-  version, the finishing time and ``throughput``: rows
-  handled, rows/s over the run and the driver process's peak resident memory.
+  version, the finishing time, ``throughput`` (rows handled, rows/s over the run and the driver process's
+  peak resident memory), ``actor_seconds`` (the CPU- and GPU-seconds its Ray actors and tasks held, counted
+  where it placed them: ``o1e.costs``) and ``framework_logs`` (the folder where Ray keeps the worker and
+  framework logs of the driver's node; ``None`` for a run without Ray).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from o1e import schemas, storage
+from o1e import costs, schemas, storage
 from o1e import config as o1e_config
 from o1e.config import StageConfig
 from o1e.provenance import code_version
+from o1e.ray_utils import framework_logs_dir
 
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
@@ -103,6 +106,7 @@ class RunRecord:
                       "rows_per_s": round(rows / elapsed, 2) if elapsed > 0 else None,
                       "driver_peak_rss_mb": driver_peak_rss_mb()}
         summary = {"stage": self.stage, **summary, "throughput": throughput,
+                   "actor_seconds": costs.actor_seconds(self.started), "framework_logs": framework_logs_dir(),
                    "config_fingerprint": self.lineage["config_fingerprint"],
                    "fingerprint_rule": o1e_config.FINGERPRINT_RULE, "code_version": code_version(),
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -71,12 +71,13 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
             "config_fingerprint": step.config.fingerprint(), "fingerprint_rule": FINGERPRINT_RULE,
             "upstream": step.deps, "output": step.output,
             "elapsed_s": round(time.perf_counter() - t0, 3), **step_rows(step),
+            "actor_seconds": storage.read_json(step.done_marker).get("actor_seconds"),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "code_version": code_version(),
         }
         storage.write_json(record_url(cfg, step), record)
         results.append(StepResult(step, "ran", record))
-    runs.RunRecord("pipeline", cfg).finish({
+    runs.RunRecord("pipeline", cfg, started=started).finish({
         "output": cfg.output, "elapsed_s": round(time.perf_counter() - started, 3),
         "steps": [{"status": r.status, **r.record} for r in results],
     }, rows=len(results), unit="step")
@@ -95,16 +96,24 @@ def _count(value) -> str:
     return "" if value is None else f"{value:,}"
 
 
+def _seconds(value) -> str:
+    return "" if value is None else f"{value:,.0f}"
+
+
 def steps_table(results: list[StepResult], root: str) -> Table:
-    """One row per step; the time is the run that produced the output (for a skipped step, an earlier one)."""
-    table = Table(title=f"stages (outputs under {root}, in {runs.SUMMARY})")
+    """One row per step; the time and the actor-seconds (CPU and GPU) are the run's that produced the output
+    (for a skipped step, an earlier one)."""
+    table = Table(title=f"stages (outputs under {root}, in {runs.SUMMARY}; CPU-s, GPU-s: what their Ray actors "
+                        "held)")
     for name, justify in (("stage", "left"), ("rows in", "right"), ("rows out", "right"),
-                          ("rejects", "right"), ("time", "right"), ("", "left")):
+                          ("rejects", "right"), ("time", "right"), ("CPU-s", "right"), ("GPU-s", "right"),
+                          ("", "left")):
         table.add_column(name, justify=justify, no_wrap=True)
     for r in results:
         rec = r.record
+        held = rec.get("actor_seconds") or {}
         table.add_row(r.step.name, _count(rec.get("rows_in")), _count(rec.get("rows_out")), _count(rec.get("rejects")),
-                      f"{rec['elapsed_s']:.0f} s", r.status)
+                      f"{rec['elapsed_s']:.0f} s", _seconds(held.get("CPU")), _seconds(held.get("GPU")), r.status)
     return table
 
 

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from o1e import beir, runs, schemas, storage
+from o1e import beir, costs, runs, schemas, storage
 from o1e.config import ConfigError
 from o1e.progress import Counter, bar as progress_bar, wait_with_progress
 from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
@@ -81,7 +81,9 @@ class ActorWorker:
 
     def __init__(self, cfg: PrepareConfig, kind: str) -> None:
         self.ray = init_ray(cfg.ray)
-        self.actor = self.ray.remote(MiningWorker).options(**_worker_resources(self.ray, cfg)).remote(cfg, kind)
+        resources = _worker_resources(self.ray, cfg)
+        self.actor = self.ray.remote(MiningWorker).options(**resources).remote(cfg, kind)
+        self.holding = costs.hold(1, resources["num_cpus"], resources["num_gpus"])
 
     def submit(self, method: str, *args):
         return getattr(self.actor, method).remote(*args)
@@ -110,6 +112,7 @@ class ActorWorker:
 
     def close(self) -> None:
         self.ray.kill(self.actor)
+        costs.release(self.holding)
 
 
 def _source_bytes(src, kind: str) -> int:

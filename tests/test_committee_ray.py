@@ -70,6 +70,8 @@ def test_ray_member_pools_equal_a_single_process_run(ray_cluster, inputs, minilm
     assert local.diagnostics["shards"] == parallel.diagnostics["shards"] >= 4
     for result in (local, parallel):  # start-up (members loaded) is part of the run's time
         assert 0 <= result.diagnostics["members_ready_s"] <= result.diagnostics["elapsed_s"]
+    assert parallel.diagnostics["actor_seconds"]["CPU"] > 0  # the member pools' actors
+    assert local.diagnostics["actor_seconds"] == {"CPU": 0.0, "GPU": 0.0}  # no actor: all in the driver
     a, b = read_outputs(tmp_path / "local"), read_outputs(tmp_path / "ray")
     assert len(a["training"]) == len(a["committee_scores"]) == QUERIES
     same_rows(a, b)

@@ -60,6 +60,9 @@ def test_outputs_are_complete_and_readable(one_shard):
     qid, q0, doc, rank, score, tag = trec[0].split()
     assert (q0, rank, tag) == ("Q0", "1", "o1e-dense")
     assert storage.read_manifest(os.path.join(out, "per_query")).parents[0]["corpus_fingerprint"]
+    summary = storage.read_json(os.path.join(out, "summary.json"))
+    assert summary["actor_seconds"]["CPU"] > 0 and summary["actor_seconds"]["GPU"] == 0  # the shard actor
+    assert os.path.isdir(summary["framework_logs"])
 
 
 def test_dataset_cache_and_outputs_on_s3(ray_cluster, demo_data, one_shard, s3_bucket):

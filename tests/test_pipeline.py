@@ -77,6 +77,9 @@ def test_metrics_lineage_and_summary(pipeline_demo):
     steps = pd.DataFrame(storage.read_json(os.path.join(root, "summary.json"))["steps"]).set_index("step")
     assert steps.loc["prepare", "rows_out"] == 8 and steps.loc["synth", "rows_out"] == 24
     assert steps.loc["vote", "rows_out"] == 8 and steps.loc["eval", "rows_in"] == 8
+    for name in ("synth", "train", "eval"):  # the vLLM replica, the training workers, the shard actor
+        assert steps.loc[name, "actor_seconds"]["CPU"] > 0
+    assert "CPU-s" in out
 
     proc = subprocess.run([pipeline_demo["command"][0], "lineage", os.path.join(root, "eval"), "--json"],
                           capture_output=True, text=True, env=pipeline_demo["env"])
@@ -176,6 +179,7 @@ def test_the_frameworks_stay_quiet(pipeline_demo):
              if " INFO " in line or "[INFO]" in line or "Loading weights" in line or "Loading safetensors" in line
              or "FutureWarning" in line]
     assert noisy == []
+    assert "Reporting training result" not in printed and "PlacementGroupCleaner" not in printed
     assert "retrieval" in pipeline_demo["stdout"] and "report: " in pipeline_demo["stdout"]
     print(f"\nthe demo's second run printed {len(printed.encode()):,} bytes")
 

@@ -24,6 +24,16 @@ def test_ray_train_hands_its_failure_policy_to_the_controller():
     assert issubclass(NoRetryOnDeterministicErrors, DefaultFailurePolicy) and FailureDecision.RAISE
 
 
+def test_ray_train_builds_its_placement_group_cleaner_among_its_default_callbacks():
+    """train/failures.py: on a local cluster without a state API, O1eTorchTrainer leaves the cleaner out of
+    the default callbacks (Ray Train has no switch for it); tests/test_train_e2e.py checks it stays quiet."""
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    assert "PlacementGroupCleanerCallback()" in inspect.getsource(TorchTrainer._create_default_callbacks)
+    assert PlacementGroupCleanerCallback.__module__.endswith("placement_group_callback")
+
+
 def test_vllm_engine_death_and_shutdown_are_where_o1e_looks():
     """o1e/llm/vllm_worker.py: the error a dead engine raises has no public name, and ``LLM`` has no public
     shutdown (its engine core's stops the engine processes)."""

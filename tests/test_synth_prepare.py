@@ -194,8 +194,9 @@ def test_streamed_rows_do_not_depend_on_batching(tmp_path):
                                               "batches_in_flight=2", "actor_min_bytes=0"])  # the worker on Ray
     assert streamed_rows == rows and len(rows) == 29
     assert [f["num_rows"] for f in storage.read_manifest(f"{tmp_path}/streamed/training_rows").files] == [7] * 4 + [1]
-    drop = ("output", "elapsed_s", "throughput", "finished_at")
+    drop = ("output", "elapsed_s", "throughput", "finished_at", "actor_seconds", "framework_logs")
     assert {k: v for k, v in streamed.items() if k not in drop} == {k: v for k, v in whole.items() if k not in drop}
+    assert streamed["actor_seconds"]["CPU"] > 0 and whole["actor_seconds"] == {"CPU": 0.0, "GPU": 0.0}
     assert (storage.read_table(f"{tmp_path}/streamed/rejects").to_pylist()
             == storage.read_table(f"{tmp_path}/whole/rejects").to_pylist())
     assert whole["passed_through"] == 8 and whole["mined"] == 21 and whole["rejects"] == 2

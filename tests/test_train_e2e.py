@@ -96,13 +96,21 @@ def accuracy(model: O1Model, table: pa.Table) -> float:
     return float(((q @ d.T).argmax(dim=1) == torch.arange(len(rows))).float().mean())
 
 
-def test_train_overfits_and_reloads(ray_cluster, base_model, tmp_path):
+def test_train_overfits_and_reloads(ray_cluster, base_model, tmp_path, capfd):
     data = str(tmp_path / "data")
     table = voted_training_data(tmp_path, data)
     out = str(tmp_path / "run")
     cfg = load_config(TrainConfig, None, [f"data={data}", f"model={base_model}", f"output={out}",
                                           "optim.epochs=8", "checkpoint_every=8", *COMMON])
     lineage = run_train(cfg)
+
+    # Quiet: Ray Train's and DeepSpeed's lines stay off the terminal (o1e's bar and table show).
+    printed = "".join(capfd.readouterr())
+    noise = ["Reporting training result", "PlacementGroupCleaner", "PreemptionWatcher", "built successfully"]
+    assert [n for n in noise if n in printed] == []
+    assert not [line for line in printed.splitlines() if "RayTrainWorker" in line and "Setting accelerator" in line]
+    held = storage.read_json(f"{out}/summary.json")["actor_seconds"]
+    assert held["CPU"] > 0 and held["GPU"] == 0  # 2 workers x 0.5 CPU for as long as they trained
 
     history = [json.loads(line) for line in storage.read_text(f"{out}/metrics.jsonl").splitlines()]
     assert [m["step"] for m in history] == list(range(1, 17))

@@ -11,12 +11,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from o1e import cards, runs, schemas, storage
+from o1e import cards, costs, runs, schemas, storage
 from o1e.config import ConfigError
 from o1e.encoders import check_model_dir
 from o1e.models import resolve_model_dir
 from o1e.provenance import code_version, directory_fingerprint
-from o1e.ray_utils import VERBOSE_ENV, init_ray
+from o1e.ray_utils import VERBOSE_ENV, init_ray, started_local_cluster
 from o1e.train.config import TrainConfig
 from o1e.train.data import reject_reason, steps_per_epoch
 from o1e.train.worker import deepspeed_config, train_loop
@@ -122,6 +122,13 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     run_name = f"o1e-train-{cfg.fingerprint()}"
     cpus, gpus = worker_resources(ray, cfg)
     threads = max(1, int(cpus))
+    if started_local_cluster():
+        # No node of a local cluster is ever drained: Ray Train's preemption watcher (its own switch) would
+        # have nothing to watch, and its actor logs an error line as it starts.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    worker_env = {"OMP_NUM_THREADS": str(threads)}
+    if not gpus:  # what DeepSpeed would detect, after a warning that it found no accelerator
+        worker_env["DS_ACCELERATOR"] = "cpu"
     trainer = O1eTorchTrainer(
         train_loop,
         train_loop_config={
@@ -139,11 +146,12 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
             name=run_name, storage_path=storage_path, storage_filesystem=storage_fs,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}},
+            worker_runtime_env={"env_vars": worker_env},
             logging_config=LoggingConfig(log_level="INFO" if os.environ.get(VERBOSE_ENV) else "WARNING"),
         ),
     )
-    result = trainer.fit()
+    with costs.held(cfg.num_workers, cpus, gpus):
+        result = trainer.fit()
 
     model_url = storage.join(cfg.output, "model")
     lineage = {

@@ -5,6 +5,7 @@ Driven by ``train.driver``; everything the loop needs arrives in ``loop_config``
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -12,7 +13,7 @@ import random
 import tempfile
 import time
 from collections import Counter
-from contextlib import nullcontext
+from contextlib import nullcontext, redirect_stdout
 from typing import Any
 
 import torch
@@ -78,14 +79,22 @@ def _gather_objects(obj: Any) -> list[Any]:
 
 
 def train_loop(loop_config: dict[str, Any]) -> None:
+    from o1e.ray_utils import VERBOSE_ENV
+
+    quiet = not os.environ.get(VERBOSE_ENV)
+    if quiet:
+        # Ray Train sets this worker's root logger to INFO, and RunConfig's log level filters only loggers
+        # named ray.train*: Ray Train's own line for every reported step (its logger is named by a file
+        # path) would pass.
+        logging.getLogger().setLevel(logging.WARNING)
+
     import deepspeed
     import ray.train
     from deepspeed.utils import logger as deepspeed_logger
 
     from o1e.progress import bar as progress_bar
-    from o1e.ray_utils import VERBOSE_ENV
 
-    if not os.environ.get(VERBOSE_ENV):  # its info lines would reach the terminal through Ray
+    if quiet:  # its info lines would reach the terminal through Ray
         deepspeed_logger.setLevel(logging.WARNING)
 
     cfg = TrainConfig.model_validate(loop_config["config"])
@@ -98,8 +107,10 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(total_steps, cfg.optim))
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                           config=deepspeed_config(cfg, world))
+    # Quiet, what DeepSpeed prints as it starts (that it built its shared-memory op) stays off the terminal.
+    with redirect_stdout(io.StringIO()) if quiet else nullcontext():
+        engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                               config=deepspeed_config(cfg, world))
 
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "rows_seen": 0,
                              "history": [], "resumed_from_step": None}

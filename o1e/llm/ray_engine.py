@@ -19,6 +19,7 @@ import time
 from collections import deque
 from typing import Iterable, Iterator
 
+from o1e import costs
 from o1e.models import resolve_model_dir
 from o1e.errors import one_line
 from o1e.ray_utils import RayConfig, cpus_per_worker, in_group, init_ray, place
@@ -64,6 +65,7 @@ class RayEngine:
         self.model_name = engine.served_name or engine.model
         self.actors: list = []
         self.group = None
+        self.holding: costs.Holding | None = None
         self.info: dict = {}
 
     def _model_dir(self) -> str:
@@ -96,6 +98,7 @@ class RayEngine:
         what = f"{self.stage + ': ' if self.stage else ''}{self.cfg.kind} replicas of {self.model_name}"
         self.group = place(ray, what, [{"CPU": num_cpus, "GPU": num_gpus}] * self.cfg.replicas,
                            self.ray_config.placement_timeout_s)
+        self.holding = costs.hold(self.cfg.replicas, num_cpus, num_gpus)
         actor = ray.remote(worker_class(self.cfg.kind))
         options = dict(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=self.cfg.max_restarts, max_task_retries=0,
                        runtime_env={"env_vars": replica_env(cpu=num_gpus == 0)})
@@ -190,6 +193,7 @@ class RayEngine:
 
             remove_placement_group(self.group)
             self.group = None
+        costs.release(self.holding)
 
 
 def _cause(err: BaseException) -> str:
