@@ -164,11 +164,10 @@ def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWrite
     plan = make_plan(cfg)
     rejects, shards = plan.rejects, plan.shards
     urls = output_urls(cfg.output)
-    writers["rejects"].commit_shard("inputs", pa.Table.from_pylist(rejects, schema=schemas.REJECTS.arrow)
-                                    if rejects else schemas.REJECTS.empty())
+    writers["rejects"].commit_shard("inputs", runs.rejects_table(record.stage, rejects))
     if not shards:  # nothing to vote on: the reasons are committed, the run is an error (not an empty success)
         writers["rejects"].finalize()
-        reasons = ", ".join(f"{r} {n}" for r, n in sorted(Counter(x["reason"] for x in rejects).items()))
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(Counter(x.reason for x in rejects).items()))
         raise DatasetError(f"no query could be voted: all {len(rejects)} were rejected ({reasons or 'no rows'}; "
                            f"see {urls['rejects']}): give candidates synthesised from these training rows")
 

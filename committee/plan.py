@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from o1e import runs
+from o1e.schemas import Reject
 
 from o1e.committee.members import ScoringBatch
 
@@ -83,7 +83,7 @@ class CandidateIndex:
     row: np.ndarray
     candidate_index: np.ndarray
     empty: np.ndarray
-    unknown: list[tuple[int, dict]]
+    unknown: list[tuple[int, Reject]]
     """(candidate row, reject) of each candidate whose query is not in ``training_rows``."""
 
 
@@ -102,7 +102,7 @@ class ShardPlan:
 @dataclass
 class Plan:
     shards: list[ShardPlan]
-    rejects: list[dict]
+    rejects: list[Reject]
     row_shard: np.ndarray
     """Per ``training_rows`` row: the position in ``shards`` of the shard that votes it, or ``NOT_VOTED``."""
     candidate_row: np.ndarray
@@ -112,10 +112,6 @@ class Plan:
     @property
     def num_queries(self) -> int:
         return sum(s.num_queries for s in self.shards)
-
-
-def _reject(source: str, row: str, reason: str, detail: str) -> dict:
-    return runs.reject("committee", source, row, reason, detail)
 
 
 def gold_of(positives: list[str] | None) -> str | None:
@@ -164,7 +160,7 @@ def index_candidates(batches: Iterable[pa.RecordBatch], training: TrainingIndex,
         index = indices[start:stop] = batch.column("candidate_index").cast(pa.int32()).to_numpy(zero_copy_only=False)
         for i in np.flatnonzero(row == NOT_VOTED):
             query_id = batch.column("query_id")[i].as_py()
-            unknown.append((start + i, _reject(candidates_url, f"{query_id}#{index[i]}", "unknown_query",
+            unknown.append((start + i, Reject(candidates_url, f"{query_id}#{index[i]}", "unknown_query",
                                                f"candidate {index[i]} of query {query_id!r}: the query is not "
                                                "in training_rows")))
         blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(batch.column("thought"))), 0)
@@ -184,7 +180,7 @@ def plan_committee(training: TrainingIndex, candidates: CandidateIndex, shard_si
     rejects = []
     for row, first in zip(repeated, training.row_of(training.query_ids.take(pa.array(repeated)))):
         query_id = training.query_ids[row].as_py()
-        rejects.append(_reject(training_url, query_id, "duplicate_query",
+        rejects.append(Reject(training_url, query_id, "duplicate_query",
                                f"query {query_id!r} appears again at row {row} (first at row {first}); only the "
                                "first is used"))
 
@@ -198,7 +194,7 @@ def plan_committee(training: TrainingIndex, candidates: CandidateIndex, shard_si
     for position in np.sort(repeat_at[known[repeat_at]]):
         query_id = training.query_ids[candidate_row[position]].as_py()
         index = int(candidates.candidate_index[position])
-        repeats.append((position, _reject(candidates_url, f"{query_id}#{index}", "duplicate_candidate",
+        repeats.append((position, Reject(candidates_url, f"{query_id}#{index}", "duplicate_candidate",
                                           f"query {query_id!r} has candidate_index {index} twice; the first is "
                                           "used")))
     rejects += [reject for _, reject in sorted(candidates.unknown + repeats, key=lambda x: x[0])]
@@ -212,14 +208,14 @@ def plan_committee(training: TrainingIndex, candidates: CandidateIndex, shard_si
     for row in query_rows[~has_gold | (non_empty[query_rows] == 0)]:
         query_id = training.query_ids[row].as_py()
         if not training.has_gold[row]:
-            rejects.append(_reject(training_url, query_id, "missing_gold",
+            rejects.append(Reject(training_url, query_id, "missing_positive",
                                    f"query {query_id!r} has no gold document (its first positive is missing "
                                    "or empty)"))
         elif not distinct[row]:
-            rejects.append(_reject(candidates_url, query_id, "no_candidates",
+            rejects.append(Reject(candidates_url, query_id, "no_candidates",
                                    f"query {query_id!r} has no candidate thoughts"))
         else:
-            rejects.append(_reject(candidates_url, query_id, "empty_candidates",
+            rejects.append(Reject(candidates_url, query_id, "empty_candidates",
                                    f"all {distinct[row]} candidate thoughts of query {query_id!r} are empty"))
 
     # Units by gold document in order of first appearance (dictionary codes are), packed into shards.

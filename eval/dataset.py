@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from o1e import beir, corpus as corpus_data, storage
 from o1e.corpus import CorpusDataset
+from o1e.schemas import Reject
 
 
 @dataclass
@@ -34,7 +35,7 @@ def load(url: str, split: str, on_bad_line: beir.OnBadLine, drop_unknown_docs: b
     """Load the split's queries and qrels here, the corpus through ``run_corpus_task(source,
     judged_doc_ids)`` (which runs ``prepare_corpus`` on a worker). Same checks and rejects as ``beir.load``."""
     qrels_url = beir.check_layout(url, split)
-    rejects: list[beir.Reject] = []
+    rejects: list[Reject] = []
     all_queries = beir.load_queries(storage.join(url, "queries.jsonl"), on_bad_line, rejects)
     raw_qrels = beir.first_queries(beir.load_qrels(qrels_url, on_bad_line, rejects), max_queries)
     judged = list(dict.fromkeys(d for docs in raw_qrels.values() for d in docs))

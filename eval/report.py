@@ -127,7 +127,7 @@ def write_outputs(cfg, result) -> None:
     record.write_table("run", pa.Table.from_pylist(run_rows) if run_rows else schemas.EVAL_RUN.empty(), "eval_run")
     headline = result.rankings[max(result.rankings)]
     storage.write_text(storage.join(out, "run.trec"), trec_run(headline, tag=f"o1e-{cfg.retriever.kind}"))
-    record.write_rejects([record.reject(r.source, r.row, r.reason, r.detail) for r in rejected])
+    record.write_rejects(rejected)
     metrics["model_card"] = add_card_results(cfg, data, metrics) if cfg.retriever.kind == "o1" else None
     storage.write_json(storage.join(out, "metrics.json"), metrics)
     record.finish({"num_queries": metrics["num_queries"], "k": metrics["k"],

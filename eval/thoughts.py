@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from o1e.eval.config import EvalConfig, ExpansionPrompt
 from o1e.eval.dataset import EvalDataset
 from o1e import beir, storage
+from o1e.schemas import Reject
 from o1e.llm import Request, ShardWork, make_engine
 from o1e.llm.base import EngineError
 from o1e.llm.config import TransformersEngineConfig
@@ -52,7 +53,7 @@ class ThoughtSet:
     url: str
     """The dataset or file they come from."""
     stats: Counter = field(default_factory=Counter)
-    rejects: list[beir.Reject] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
 
     def num_thoughts(self, query_id: str) -> int:
         return len(self.by_query.get(query_id, []))
@@ -67,13 +68,13 @@ def group_thoughts(table: pa.Table, query_ids: set[str], n: int, source: str) ->
     """Thoughts per known query (first ``n`` by thought index); rows naming an unknown query are counted
     rejects; a missing or blank thought counts as empty (the query's no-thinking sequence)."""
     stats: Counter = Counter()
-    rejects: list[beir.Reject] = []
+    rejects: list[Reject] = []
     rows: dict[str, list[tuple[int, str]]] = {}
     for query_id, index, thought in zip(*(table.column(c).to_pylist() for c in REQUIRED_COLUMNS)):
         if query_id not in query_ids:
             stats["unknown_query"] += 1
             if len(rejects) < 1000:
-                rejects.append(beir.Reject(source, f"{query_id}/{index}", "unknown_query",
+                rejects.append(Reject(source, f"{query_id}/{index}", "unknown_query",
                                            f"thought {index} names query {query_id!r}, which the split does not judge"))
             continue
         text = (thought or "").strip()

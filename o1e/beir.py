@@ -17,20 +17,13 @@ from dataclasses import dataclass, field
 from typing import Iterator, Literal
 
 from o1e import storage
+from o1e.schemas import Reject
 
 OnBadLine = Literal["error", "skip"]
 
 
 class DatasetError(ValueError):
     """A dataset that cannot be used as it is; the message names the file and line."""
-
-
-@dataclass
-class Reject:
-    source: str
-    row: str
-    reason: str
-    detail: str
 
 
 @dataclass

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from o1e import beir, schemas, storage
-from o1e.beir import DatasetError, OnBadLine, Reject
+from o1e.beir import DatasetError, OnBadLine
+from o1e.schemas import Reject
 
 FORMAT_VERSION = 1
 """Part of the cache key: bump it when the conversion's output changes for the same input."""

@@ -1,7 +1,8 @@
 """What every stage leaves beside its datasets, written one way.
 
 - Every dataset a stage writes carries the run's lineage: its config, config fingerprint and parents.
-- A ``rejects`` dataset: one row per input row that could not be used, with the reason (schema ``rejects``).
+- A ``rejects`` dataset: one row per input row that could not be used, with the reason (``o1e.schemas.Reject``:
+  one of ``REJECT_REASONS``).
 - ``config.yaml``: the resolved config.
 - ``README.md``: a Hugging Face dataset card for the datasets in the output (``o1e.cards``).
 - ``summary.json``, written last: its presence means the run finished. It holds the stage's own figures
@@ -49,9 +50,9 @@ def driver_peak_rss_mb() -> float:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
-def reject(stage: str, source: str, row: str, reason: str, detail: str) -> dict[str, str]:
-    """One row of a ``rejects`` dataset."""
-    return {"stage": stage, "source": source, "row": row, "reason": reason, "detail": detail}
+def rejects_table(stage: str, rejects: list[schemas.Reject]) -> pa.Table:
+    """The rows of a ``rejects`` dataset (or of one of its shards)."""
+    return pa.Table.from_pylist([r.as_row(stage) for r in rejects], schema=schemas.REJECTS.arrow)
 
 
 @dataclass
@@ -91,12 +92,8 @@ class RunRecord:
         return storage.write_table(self.url(name), table, schema or name, overwrite=self.config.overwrite,
                                    extra=extra, **self.lineage)
 
-    def reject(self, source: str, row: str, reason: str, detail: str) -> dict[str, str]:
-        return reject(self.stage, source, row, reason, detail)
-
-    def write_rejects(self, rows: list[dict[str, str]]) -> storage.Manifest:
-        table = pa.Table.from_pylist(rows, schema=schemas.REJECTS.arrow) if rows else schemas.REJECTS.empty()
-        return self.write_table(REJECTS, table)
+    def write_rejects(self, rejects: list[schemas.Reject]) -> storage.Manifest:
+        return self.write_table(REJECTS, rejects_table(self.stage, rejects))
 
     def finish(self, summary: dict[str, Any], rows: int, unit: str) -> dict[str, Any]:
         """Write ``config.yaml``, then ``summary.json`` (last: the run finished); returns the summary.

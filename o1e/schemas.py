@@ -64,6 +64,43 @@ class DatasetSchema:
         return self.arrow.empty_table()
 
 
+REJECT_REASONS = {
+    "bad_line": "a line that is not valid JSON or TSV, or lacks a required field",
+    "empty_query": "a query whose text is empty",
+    "duplicate_query": "a query id seen before (the first is kept)",
+    "duplicate_doc": "a document id seen before (the first is kept)",
+    "duplicate_candidate": "a candidate thought index seen before for the same query (the first is kept)",
+    "unknown_query": "a judgment, candidate or thought for a query the dataset does not have",
+    "unknown_doc": "a judgment for a document the corpus does not have",
+    "missing_positive": "a query with no positive passage: no judgment with score > 0, an empty `pos`, or no gold "
+                        "document among its training row's positives",
+    "no_candidates": "a training query with no candidate thought",
+    "empty_candidates": "a training query whose candidate thoughts are all empty",
+    "query_too_long": "a query whose prompt, even in its shortest form, leaves the model no room for max_tokens",
+    "engine_error": "a request the generation engine failed",
+}
+"""Every reason a ``rejects`` row may give, and what it means."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A row a stage could not use: where it came from, its key, why (one of ``REJECT_REASONS``) and a
+    human-readable detail naming the line, row or field."""
+
+    source: str
+    row: str
+    reason: str
+    detail: str
+
+    def __post_init__(self):
+        if self.reason not in REJECT_REASONS:
+            raise ValueError(f"unknown reject reason {self.reason!r}: one of {', '.join(REJECT_REASONS)}")
+
+    def as_row(self, stage: str) -> dict[str, str]:
+        """Its row in a ``rejects`` dataset."""
+        return {"stage": stage, "source": self.source, "row": self.row, "reason": self.reason, "detail": self.detail}
+
+
 REJECTS = DatasetSchema(
     "rejects", 1,
     "Rows a stage could not use, with the reason; the run goes on without them.",
@@ -71,7 +108,7 @@ REJECTS = DatasetSchema(
         Column("stage", pa.string(), "stage that rejected the row (eval, synth, committee, train)"),
         Column("source", pa.string(), "file or dataset the row came from"),
         Column("row", pa.string(), "the row's key: a line number, a query id or a shard id"),
-        Column("reason", pa.string(), "short machine-readable reason, e.g. `bad_json`, `unknown_doc`"),
+        Column("reason", pa.string(), "why, one of the reasons below"),
         Column("detail", pa.string(), "human-readable explanation"),
     ),
 )
@@ -234,6 +271,10 @@ def markdown() -> str:
             null = ", nullable" if col.nullable else ""
             out.append(f"| `{col.name}` | `{kind}`{null} | {col.doc} |")
         out.append("")
+        if schema is REJECTS:
+            out.append("| reason | meaning |\n|---|---|")
+            out += [f"| `{reason}` | {meaning} |" for reason, meaning in REJECT_REASONS.items()]
+            out.append("")
     return "\n".join(out)
 
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from o1e import runs, storage
+from o1e.schemas import Reject
 from o1e.encoders import check_model_dir
 from o1e.models import resolve_model_dir
 from o1e.llm import GenerationResult, Request, ShardWork, make_engine
@@ -80,10 +81,6 @@ def plan_shards(cfg: SynthConfig, candidates: storage.DatasetWriter, rejects: st
     stats.rows_resumed = count_known(cfg.input, known)
     stats.shards_total = len(done) + count_shards(stats.rows_in - stats.rows_resumed, cfg.shard_size)
     return iter_new_shards(cfg.input, cfg.shard_size, known, run_id)
-
-
-def _reject(source: str, row: str, reason: str, detail: str) -> dict:
-    return runs.reject("synth", source, row, reason, detail)
 
 
 def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
@@ -150,7 +147,7 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
 def _generate(cfg: SynthConfig, engine, pool, duplicates: dict[str, int], shards,
               candidates: storage.DatasetWriter, rejects: storage.DatasetWriter, stats: RunStats,
               show: bool) -> None:
-    row_rejects: dict[str, list[dict]] = {}
+    row_rejects: dict[str, list[Reject]] = {}
     shard_rows: dict[str, int] = {}
 
     def work():
@@ -164,7 +161,7 @@ def _generate(cfg: SynthConfig, engine, pool, duplicates: dict[str, int], shards
                     problem = ("duplicate_query",
                                f"query id {query_id!r} already occurs at row {duplicates[query_id]}")
                 if problem is not None:
-                    bad.append(_reject(cfg.input, query_id, problem[0], f"row {row_number}: {problem[1]}"))
+                    bad.append(Reject(cfg.input, query_id, problem[0], f"row {row_number}: {problem[1]}"))
                     continue
                 for prompt in candidate_prompts(cfg.prompt, pool, cfg.seed, query_id, query, cfg.num_candidates):
                     seed = (sampling_seed(cfg.seed, query_id, prompt.candidate_index)
@@ -181,8 +178,8 @@ def _generate(cfg: SynthConfig, engine, pool, duplicates: dict[str, int], shards
             table, failed = _shard_tables(cfg, engine.model_name, results, stats)
             bad = row_rejects.pop(shard_id) + failed
             for r in bad:
-                stats.rejects_now[r["reason"]] = stats.rejects_now.get(r["reason"], 0) + 1
-            rejects.commit_shard(shard_id, pa.Table.from_pylist(bad) if bad else storage.schemas.REJECTS.empty())
+                stats.rejects_now[r.reason] = stats.rejects_now.get(r.reason, 0) + 1
+            rejects.commit_shard(shard_id, runs.rejects_table("synth", bad))
             candidates.commit_shard(shard_id, table)
             rows_done = shard_rows.pop(shard_id)
             stats.rows_processed += rows_done
@@ -195,7 +192,7 @@ def _generate(cfg: SynthConfig, engine, pool, duplicates: dict[str, int], shards
 
 
 def _shard_tables(cfg: SynthConfig, model: str, results: list[GenerationResult], stats: RunStats
-                  ) -> tuple[pa.Table, list[dict]]:
+                  ) -> tuple[pa.Table, list[Reject]]:
     rows, failed, too_long = [], [], set()
     for r in results:
         query_id, _, index = r.key.rpartition("/")
@@ -203,9 +200,9 @@ def _shard_tables(cfg: SynthConfig, model: str, results: list[GenerationResult],
             if r.error == "query_too_long":
                 if query_id not in too_long:  # one reject per query, not per candidate
                     too_long.add(query_id)
-                    failed.append(_reject(cfg.input, query_id, r.error, r.detail))
+                    failed.append(Reject(cfg.input, query_id, r.error, r.detail))
             else:
-                failed.append(_reject(cfg.input, r.key, r.error, r.detail))
+                failed.append(Reject(cfg.input, r.key, r.error, r.detail))
             continue
         stats.prompt_tokens += r.prompt_tokens
         stats.completion_tokens += r.completion_tokens

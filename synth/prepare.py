@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from o1e import beir, costs, runs, schemas, storage
 from o1e.config import ConfigError
+from o1e.schemas import Reject
 from o1e.progress import Counter, bar as progress_bar, wait_with_progress
 from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
 from o1e.synth.config import PrepareConfig
@@ -156,8 +157,8 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         if mining:
             worker.build_index(cfg, loaded["corpus"], show)
         writer = storage.DatasetWriter(record.url("training_rows"), "training_rows", overwrite=True, **record.lineage)
-        rejects: list[dict] = list(loaded.get("rejects", []))
-        bad_lines: list[beir.Reject] = []
+        rejects: list[Reject] = list(loaded.get("rejects", []))
+        bad_lines: list[Reject] = []
         counts = {"rows": 0, "with_teacher_scores": 0}
         shards = ShardWriter(writer, cfg.shard_rows)
         if kind == "beir":
@@ -178,7 +179,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         progress.close()
     finally:
         worker.close()
-    rejects += [runs.reject("synth", r.source, r.row, r.reason, r.detail) for r in bad_lines]
+    rejects += bad_lines
     summary = {
         "source": src.path, "format": kind, "split": src.split, "rows": counts["rows"],
         "passed_through": counts["rows"] - loaded["to_mine"], "with_teacher_scores": counts["with_teacher_scores"],

@@ -7,7 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from o1e import beir, runs
+from o1e import beir
+from o1e.schemas import Reject
 from o1e.provenance import fingerprint
 from o1e.synth.config import PrepareSource
 
@@ -22,10 +23,6 @@ class Row:
     negatives: list[str] = field(default_factory=list)
     pos_scores: list[float] | None = None
     neg_scores: list[float] | None = None
-
-
-def reject(source: str, row: str, reason: str, detail: str) -> dict:
-    return runs.reject("synth", source, row, reason, detail)
 
 
 def text_id(text: str) -> str:
@@ -84,7 +81,7 @@ def parse_jsonl_row(obj, number: int) -> Row:
                teacher_scores(obj, "pos", len(pos)), teacher_scores(obj, "neg", len(neg)))
 
 
-def read_jsonl_rows(src: PrepareSource, rejects: list[dict], bad_lines: list[beir.Reject]) -> Iterator[Row]:
+def read_jsonl_rows(src: PrepareSource, rejects: list[Reject], bad_lines: list[Reject]) -> Iterator[Row]:
     """The usable rows of a JSONL file in file order, one line at a time. A line that does not parse is an
     error (``on_bad_line=error``) or a ``bad_line`` reject; an empty query, a repeated query id (the first
     copy is kept) and a row without positives are rejects. Row rejects go to ``rejects`` as they are
@@ -99,18 +96,18 @@ def read_jsonl_rows(src: PrepareSource, rejects: list[dict], bad_lines: list[bei
             message = f"{src.path} line {number}: {err}"
             if src.on_bad_line == "error":
                 raise beir.DatasetError(message + " (fix the line, or dataset.on_bad_line=skip to reject it)") from None
-            rejects.append(reject(src.path, str(number), "bad_line", message))
+            rejects.append(Reject(src.path, str(number), "bad_line", message))
             continue
         if not row.query.strip():
-            rejects.append(reject(src.path, row.query_id, "empty_query", f"line {number}: empty 'query'"))
+            rejects.append(Reject(src.path, row.query_id, "empty_query", f"line {number}: empty 'query'"))
             continue
         if row.query_id in seen:
-            rejects.append(reject(src.path, row.query_id, "duplicate_query",
+            rejects.append(Reject(src.path, row.query_id, "duplicate_query",
                                   f"line {number}: query id {row.query_id!r} repeated; the first copy is kept"))
             continue
         seen.add(row.query_id)
         if not row.positives:
-            rejects.append(reject(src.path, row.query_id, "missing_positive", f"line {number}: empty 'pos'"))
+            rejects.append(Reject(src.path, row.query_id, "missing_positive", f"line {number}: empty 'pos'"))
             continue
         yield row
 
@@ -120,7 +117,7 @@ class BeirSource:
     rows: list[Row]
     corpus_ids: list[str]
     corpus_texts: list[str]
-    rejects: list[dict]
+    rejects: list[Reject]
 
 
 def load_beir(src: PrepareSource) -> BeirSource:
@@ -128,12 +125,12 @@ def load_beir(src: PrepareSource) -> BeirSource:
     data = beir.load(src.path, src.split, src.on_bad_line, drop_unknown_docs=True)  # positives need their text
     texts = data.corpus.passages()
     position = {doc_id: i for i, doc_id in enumerate(data.corpus.ids)}
-    rejects = [reject(r.source, r.row, r.reason, r.detail) for r in data.rejects]
+    rejects = list(data.rejects)
     rows = []
     for query_id, judged in beir.first_queries(data.qrels, src.max_queries).items():
         gold = [d for d, score in judged.items() if score > 0]
         if not gold:
-            rejects.append(reject(src.path, query_id, "missing_positive", "no judgment with score > 0"))
+            rejects.append(Reject(src.path, query_id, "missing_positive", "no judgment with score > 0"))
             continue
         rows.append(Row(query_id, data.queries[query_id], gold, [texts[position[d]] for d in gold]))
     return BeirSource(rows, data.corpus.ids, texts, rejects)

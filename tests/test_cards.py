@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from o1e import cards, runs, storage
+from o1e.schemas import Reject
 from o1e.synth.config import PrepareConfig
 from o1e.train.config import TrainConfig
 
@@ -26,7 +27,7 @@ def test_a_stage_output_card_makes_each_dataset_a_config_that_datasets_loads(tmp
     source = {"url": "/data/beir/scifact", "split": "train", "licence": "CC BY-NC 2.0 (abstracts from S2ORC, ODC-By)"}
     record = runs.RunRecord("synth", PrepareConfig(output=out), parents=[source])
     record.write_table("training_rows", rows(7), "training_rows")
-    record.write_rejects([record.reject("/data/q.jsonl", "3", "empty_query", "line 3: empty query")])
+    record.write_rejects([Reject("/data/q.jsonl", "3", "empty_query", "line 3: empty query")])
     record.finish({}, rows=8, unit="query")
 
     card = DatasetCard.load(str(tmp_path / "prepare" / "README.md"))

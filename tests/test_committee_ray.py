@@ -83,9 +83,9 @@ def test_ray_member_pools_equal_a_single_process_run(ray_cluster, inputs, minilm
 def test_rejects_name_the_row_and_reason(inputs, minilm, tmp_path):
     result = driver.run_committee(make_config(inputs, minilm, tmp_path / "out", executor="local"), show=False)
     rejects = {(r["row"], r["reason"]) for r in read_outputs(tmp_path / "out")["rejects"]}
-    assert rejects == {("no-gold", "missing_gold"), ("no-candidates", "no_candidates"),
+    assert rejects == {("no-gold", "missing_positive"), ("no-candidates", "no_candidates"),
                        ("all-empty", "empty_candidates")}
-    assert result.diagnostics["rejects_by_reason"] == {"empty_candidates": 1, "missing_gold": 1, "no_candidates": 1}
+    assert result.diagnostics["rejects_by_reason"] == {"empty_candidates": 1, "missing_positive": 1, "no_candidates": 1}
     assert result.diagnostics["queries_voted"] == QUERIES
 
 
@@ -148,8 +148,8 @@ def test_a_run_where_every_query_is_rejected_commits_the_rejects_and_fails(tmp_p
     storage.write_table(str(tmp_path / "candidates"), storage.schemas.CANDIDATES.empty(), "candidates")
     cfg = CommitteeConfig(training_rows=str(tmp_path / "training_rows"), candidates=str(tmp_path / "candidates"),
                           members=[{"kind": "bm25"}], executor="local", progress=False, output=str(tmp_path / "out"))
-    with pytest.raises(DatasetError, match=r"no query could be voted: all 1 were rejected \(missing_gold 1"):
+    with pytest.raises(DatasetError, match=r"no query could be voted: all 1 were rejected \(missing_positive 1"):
         driver.run_committee(cfg, show=True)
     assert not storage.is_dataset(str(tmp_path / "out" / "training"))
     rejects = storage.read_table(str(tmp_path / "out" / "rejects")).to_pylist()
-    assert [(r["row"], r["reason"]) for r in rejects] == [("q", "missing_gold")]
+    assert [(r["row"], r["reason"]) for r in rejects] == [("q", "missing_positive")]

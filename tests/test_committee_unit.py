@@ -215,13 +215,13 @@ def test_plan_rejects_what_cannot_be_voted(tmp_path):
                               ("q4", 0, ""), ("q4", 1, "   "), ("qX", 0, "orphan"), ("q5", 0, "t"),
                               ("q5", 0, "dup"), ("q5", 1, None)])
     plan = _plan(training, candidates, 10, "tr", "cand")
-    assert [r["reason"] for r in plan.rejects] == [  # repeats, then candidates, then queries, each in row order
-        "duplicate_query", "unknown_query", "duplicate_candidate", "missing_gold", "no_candidates", "empty_candidates"]
-    reasons = {(r["row"], r["reason"]) for r in plan.rejects}
+    assert [r.reason for r in plan.rejects] == [  # repeats, then candidates, then queries, each in row order
+        "duplicate_query", "unknown_query", "duplicate_candidate", "missing_positive", "no_candidates", "empty_candidates"]
+    reasons = {(r.row, r.reason) for r in plan.rejects}
     assert reasons == {("q1", "duplicate_query"), ("qX#0", "unknown_query"), ("q5#0", "duplicate_candidate"),
-                       ("q2", "missing_gold"), ("q3", "no_candidates"), ("q4", "empty_candidates")}
-    assert all(r["stage"] == "committee" and r["detail"] for r in plan.rejects)
-    assert {r["source"] for r in plan.rejects if r["reason"] == "missing_gold"} == {"tr"}
+                       ("q2", "missing_positive"), ("q3", "no_candidates"), ("q4", "empty_candidates")}
+    assert all(r.detail for r in plan.rejects)
+    assert {r.source for r in plan.rejects if r.reason == "missing_positive"} == {"tr"}
     assert plan.row_shard.tolist() == [0, -1, -1, -1, -1, 0]
     assert plan.candidate_row.tolist() == [0, 0, -1, -1, -1, -1, -1, 5, -1, -1]  # scored: non-empty firsts only
     (shard,) = _shards(training, candidates, plan, 8, tmp_path)
@@ -354,10 +354,10 @@ def test_diagnostics_from_committee_scores():
     table = pa.Table.from_pylist(rows, schema=schemas.COMMITTEE_SCORES.arrow)
     rejects = pa.Table.from_pylist(
         [{"stage": "committee", "source": "s", "row": "q", "reason": r, "detail": "d"}
-         for r in ("no_candidates", "missing_gold", "no_candidates")], schema=schemas.REJECTS.arrow)
+         for r in ("no_candidates", "missing_positive", "no_candidates")], schema=schemas.REJECTS.arrow)
     diag = diagnostics(table, rejects)
     assert diag["queries_voted"] == 3 and diag["rejects"] == 3
-    assert diag["rejects_by_reason"] == {"missing_gold": 1, "no_candidates": 2}
+    assert diag["rejects_by_reason"] == {"missing_positive": 1, "no_candidates": 2}
     assert diag["member_matches_vote"] == pytest.approx({"x": 1.0, "y": 1.0, "z": 2 / 3})
     assert diag["pairwise_agreement"] == pytest.approx({"x ~ y": 1.0, "x ~ z": 2 / 3, "y ~ z": 2 / 3})
     assert diag["unanimous"] == pytest.approx(2 / 3)

@@ -146,7 +146,7 @@ def test_train_overfits_and_reloads(ray_cluster, base_model, tmp_path, capfd):
 
     # Bad input was skipped or cut, counted, and the run went on.
     rejects = storage.read_table(f"{out}/rejects").to_pylist()
-    assert [(r["row"], r["reason"]) for r in rejects] == [("no-positive", "no_positive")]
+    assert [(r["row"], r["reason"]) for r in rejects] == [("no-positive", "missing_positive")]
     stats = storage.read_json(f"{out}/data_stats.json")
     assert stats["thought_truncated"] > 0 and stats["empty_thought"] > 0
     assert lineage["rows"] == {"total": 17, "usable": 16, "rejected": 1}

@@ -118,7 +118,7 @@ def test_collate_skips_bad_rows_and_counts_them(model):
     ]
     batch = train_data.collate(rows, model.tokenizer, SequenceConfig(thought_dropout=0.0), 4, random.Random(0))
     assert batch.num_queries == 2 and batch.docs["input_ids"].shape[0] == 8 and batch.group_size == 4
-    assert batch.stats["skipped_no_positive"] == 1 and batch.stats["skipped_empty_query"] == 1
+    assert batch.stats["skipped_missing_positive"] == 1 and batch.stats["skipped_empty_query"] == 1
     assert batch.stats["empty_thought"] == 1 and batch.stats["negatives_borrowed"] == 1
     assert train_data.collate(rows[2:], model.tokenizer, SequenceConfig(), 4, random.Random(0)) is None
 

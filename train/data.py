@@ -79,7 +79,7 @@ def reject_reason(row: dict[str, Any]) -> str | None:
     if not (row.get("query") or "").strip():
         return "empty_query"
     if not [p for p in (row.get("positives") or []) if p and p.strip()]:
-        return "no_positive"
+        return "missing_positive"
     return None
 
 

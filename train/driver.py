@@ -17,6 +17,7 @@ from o1e.encoders import check_model_dir
 from o1e.models import resolve_model_dir
 from o1e.provenance import code_version, directory_fingerprint
 from o1e.ray_utils import VERBOSE_ENV, init_ray, started_local_cluster
+from o1e.schemas import Reject
 from o1e.train.config import TrainConfig
 from o1e.train.data import reject_reason, steps_per_epoch
 from o1e.train.worker import deepspeed_config, train_loop
@@ -60,7 +61,7 @@ def check_config(cfg: TrainConfig) -> str:
     return model_dir
 
 
-def split_rejects(cfg: TrainConfig, table: pa.Table) -> tuple[pa.Table, list[dict[str, Any]], dict[str, list]]:
+def split_rejects(cfg: TrainConfig, table: pa.Table) -> tuple[pa.Table, list[Reject], dict[str, list]]:
     """The usable rows, the rejected ones (with reasons) and a probe of usable rows."""
     keep, rejects = [], []
     probe: dict[str, list] = {"queries": [], "thoughts": [], "documents": []}
@@ -69,8 +70,8 @@ def split_rejects(cfg: TrainConfig, table: pa.Table) -> tuple[pa.Table, list[dic
         reason = reject_reason(row)
         keep.append(reason is None)
         if reason:
-            rejects.append(runs.reject("train", cfg.data, row["query_id"], reason,
-                                       "skipped: a training row needs a query and a non-empty positive"))
+            rejects.append(Reject(cfg.data, row["query_id"], reason,
+                                  "skipped: a training row needs a query and a non-empty positive"))
         elif len(probe["queries"]) < cfg.probe_size:
             probe["queries"].append(row["query"])
             probe["thoughts"].append(row["thought"] or "")

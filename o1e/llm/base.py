@@ -95,9 +95,10 @@ def token_fingerprint(ids: list[int]) -> str:
 
 
 def classify_error(message: str) -> str:
-    """Reject reason for an engine's error message: over-long prompts are named as such."""
+    """Reject reason for an engine's error message (``o1e.schemas.REJECT_REASONS``): a prompt the model's
+    context cannot hold is ``query_too_long``, as when the engine checks the length before generating."""
     lowered = message.lower()
     if any(s in lowered for s in ("maximum context length", "max_model_len", "too long", "longer than the maximum",
                                   "context length", "maximum model length")):
-        return "prompt_too_long"
+        return "query_too_long"
     return "engine_error"

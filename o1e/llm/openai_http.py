@@ -83,7 +83,7 @@ class OpenAIEngine:
                     message = getattr(err, "message", None) or str(err)
                     result.error = classify_error(message)
                     result.detail = f"{type(err).__name__}: {message}"[:2000]
-                    if result.error == "prompt_too_long":
+                    if result.error == "query_too_long":  # a shorter form of the prompt may fit
                         continue
                     return result
             choice = response.choices[0]
