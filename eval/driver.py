@@ -12,9 +12,9 @@ import numpy as np
 
 from o1e.eval import dataset as eval_dataset, report, thoughts as thought_stage
 from o1e.eval.config import EvalConfig
-from o1e.eval.metrics import Ranking, evaluate
+from o1e.eval.metrics import evaluate
 from o1e.eval.dataset import EvalDataset, prepare_corpus
-from o1e.eval.search import merge_shards, shard_plans
+from o1e.eval.search import shard_plans
 from o1e.eval.thoughts import ThoughtSet
 from o1e.eval.worker import BM25Worker, ShardHits, ShardTask, ShardWorker
 from o1e import corpus, storage
@@ -22,7 +22,8 @@ from o1e.models import resolve_model_dir
 from o1e.progress import Counter, wait_with_progress
 from o1e.provenance import fingerprint
 from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
-from o1e.retrievers import average_thoughts, describe, embedding_fingerprint, model_of
+from o1e.retrievers import (Ranking, average_thoughts, describe, embedding_fingerprint, merge_shards, model_of,
+                            search_depth)
 
 
 @dataclass
@@ -121,7 +122,7 @@ def retrieve_vectors(data: EvalDataset, cfg: EvalConfig, model_dir: str, ks: lis
     counts = [len(ts) for ts in per_query]
     query_sets = ray.put([average_thoughts(pair_vectors, counts, k) for k in ks])
 
-    k_search = cfg.top_k + (1 if cfg.drop_self_hits else 0)
+    k_search = search_depth(cfg.top_k, cfg.drop_self_hits)
     pending = {w.run.remote(t, query_sets, k_search): t.shard_id for w, t in zip(workers, tasks)}
     results = wait_with_progress(ray, pending, counter, len(data.corpus), f"encode + search, shards={cfg.shards}",
                                  "doc", show=show)
