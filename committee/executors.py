@@ -19,6 +19,7 @@ from o1e.committee.config import CommitteeConfig, Placement
 from o1e.committee.members import ScoringBatch, build_member
 from o1e.committee.plan import Shard
 from o1e.progress import bar as progress_bar
+from o1e.ray_utils import InFlight, free_cpus, init_ray
 
 ShardScores = list[list[np.ndarray]]
 
@@ -86,8 +87,6 @@ class RayExecutor:
     calls_per_actor = 2
 
     def __init__(self, cfg: CommitteeConfig) -> None:
-        from o1e.ray_utils import free_cpus, init_ray
-
         self.cfg = cfg
         self.ray = ray = init_ray(cfg.ray)
         self.placements = cfg.placements(free_cpus(ray), ray.cluster_resources().get("GPU", 0))
@@ -107,8 +106,7 @@ class RayExecutor:
         num_members = len(pools)
         upcoming = enumerate(shards)
         queues = [deque() for _ in pools]  # per member: (shard index, batch id, batch ref) not yet sent
-        busy = [[0] * len(pool) for pool in pools]  # outstanding calls per actor
-        pending: dict = {}  # call ref -> (shard index, batch id, member index, actor index)
+        calls = InFlight(ray, [len(pool) for pool in pools], self.calls_per_actor)
         in_flight: dict[int, Shard] = {}
         received: dict[int, dict[str, list]] = {}
         sizes: dict[str, int] = {}
@@ -127,13 +125,9 @@ class RayExecutor:
 
         def dispatch() -> None:
             for m, pool in enumerate(pools):
-                while queues[m]:
-                    a = min(range(len(pool)), key=busy[m].__getitem__)
-                    if busy[m][a] >= self.calls_per_actor:
-                        break
+                while queues[m] and calls.room(m):
                     shard_index, batch_id, batch_ref = queues[m].popleft()
-                    busy[m][a] += 1
-                    pending[pool[a].score.remote(batch_ref)] = (shard_index, batch_id, m, a)
+                    calls.submit(lambda a: pool[a].score.remote(batch_ref), (shard_index, batch_id, m), m)
 
         def shard_done(shard_index: int) -> bool:
             return all(all(r is not None for r in per) for per in received[shard_index].values())
@@ -143,12 +137,10 @@ class RayExecutor:
         dispatch()
         with progress_bar(total=total, desc=f"committee ({num_members} member pools)", unit="query",
                           disable=not self.cfg.progress) as bar:
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                shard_index, batch_id, m, a = pending.pop(done[0])
-                busy[m][a] -= 1
+            while calls:
+                (shard_index, batch_id, m), _, ref = calls.next_done()
                 slots = received[shard_index][batch_id]
-                slots[m] = ray.get(done[0])
+                slots[m] = ray.get(ref)
                 if all(r is not None for r in slots):
                     bar.update(sizes.pop(batch_id))
                 finished = shard_done(shard_index)

@@ -12,17 +12,18 @@ import numpy as np
 
 from o1e.eval import dataset as eval_dataset, report, thoughts as thought_stage
 from o1e.eval.config import EvalConfig
-from o1e.eval.metrics import Ranking, evaluate
+from o1e.eval.metrics import evaluate
 from o1e.eval.dataset import EvalDataset, prepare_corpus
-from o1e.eval.search import merge_shards, shard_plans
+from o1e.eval.search import shard_plans
 from o1e.eval.thoughts import ThoughtSet
 from o1e.eval.worker import BM25Worker, ShardHits, ShardTask, ShardWorker
 from o1e import corpus, costs, storage
 from o1e.models import resolve_model_dir
-from o1e.progress import Counter, wait_with_progress
+from o1e.progress import Counter, counter_bar
 from o1e.provenance import fingerprint
-from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
-from o1e.retrievers import average_thoughts, describe, embedding_fingerprint, model_of
+from o1e.ray_utils import as_finished, cpus_per_worker, gpus_per_worker, init_ray
+from o1e.retrievers import (Ranking, average_thoughts, describe, embedding_fingerprint, merge_shards, model_of,
+                            search_depth)
 
 
 @dataclass
@@ -73,13 +74,13 @@ def retrieve_bm25(data: EvalDataset, cfg: EvalConfig, config, ks: list[int], per
     worker = ray.remote(BM25Worker).options(num_cpus=num_cpus).remote(data.corpus.url, config, counter)
     holding = costs.hold(1, num_cpus)
     try:
-        pending = {worker.search.remote(data.queries, per_query, ks, cfg.top_k, cfg.drop_self_hits): "bm25"}
-        (rankings, info), = wait_with_progress(ray, pending, counter, len(data.queries), "bm25 index + search",
-                                               "query", show=show).values()
+        with counter_bar(ray, counter, len(data.queries), "bm25 index + search", "query", show) as poll:
+            [(_, _, ref)] = as_finished(ray, [worker], lambda w, _: w.search.remote(
+                data.queries, per_query, ks, cfg.top_k, cfg.drop_self_hits), poll=poll)
+        return ray.get(ref)
     finally:
         ray.kill(worker)
         costs.release(holding)
-    return rankings, info
 
 
 def retrieve_vectors(data: EvalDataset, cfg: EvalConfig, model_dir: str, ks: list[int],
@@ -127,10 +128,11 @@ def retrieve_vectors(data: EvalDataset, cfg: EvalConfig, model_dir: str, ks: lis
         counts = [len(ts) for ts in per_query]
         query_sets = ray.put([average_thoughts(pair_vectors, counts, k) for k in ks])
 
-        k_search = cfg.top_k + (1 if cfg.drop_self_hits else 0)
-        pending = {w.run.remote(t, query_sets, k_search): t.shard_id for w, t in zip(workers, tasks)}
-        results = wait_with_progress(ray, pending, counter, len(data.corpus), f"encode + search, shards={cfg.shards}",
-                                     "doc", show=show)
+        k_search = search_depth(cfg.top_k, cfg.drop_self_hits)
+        with counter_bar(ray, counter, len(data.corpus), f"encode + search, shards={cfg.shards}", "doc", show) as poll:
+            results = {task.shard_id: ray.get(ref) for (_, task), _, ref in as_finished(
+                ray, zip(workers, tasks), lambda pair, _: pair[0].run.remote(pair[1], query_sets, k_search),
+                per_lane=len(tasks), poll=poll)}
         try:
             ray.get([w.shutdown.remote() for w in workers], timeout=60)
         except Exception:  # noqa: BLE001 - the workers are killed below anyway

@@ -5,15 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytrec_eval
 
+from o1e.retrievers import Ranking, trec_order
+
 METRICS = ("ndcg@10", "mrr@10", "recall@100", "recall@1000")
-
-Ranking = dict[str, list[tuple[str, float]]]
-"""query id -> [(doc id, score)], best first."""
-
-
-def trec_order(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    """trec_eval's own order: score descending, ties by document id descending."""
-    return sorted(hits, key=lambda hit: (hit[1], hit[0]), reverse=True)
 
 
 def evaluate(qrels: dict[str, dict[str, int]], ranking: Ranking) -> tuple[dict[str, float], dict[str, dict]]:

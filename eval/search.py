@@ -1,16 +1,12 @@
-"""Sharded exact search: plan which documents each shard encodes, search each shard, merge the top-k.
+"""Sharded exact search: plan which documents each shard encodes (searching and merging the shards is
+``o1e.retrievers``'s ``flat_ip_search`` and ``merge_shards``).
 
-Pure functions (numpy and FAISS, no Ray) so that tests call them directly.
+Pure functions (numpy, no Ray) so that tests call them directly.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
-
 import numpy as np
-
-from o1e.eval.metrics import Ranking, trec_order
-from o1e.retrievers import flat_ip_index
 
 
 def plan_batches(lengths: list[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -35,32 +31,3 @@ def shard_plans(lengths: np.ndarray, batch_size: int, shards: int) -> list[tuple
         plans.append((numbers, [len(plan[b]) for b in batch_numbers]))
     return plans
 
-
-def search_shard(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product top-k of one shard: scores and row numbers within the shard."""
-    return flat_ip_index(doc_vectors).search(query_vectors, min(k, doc_vectors.shape[0]))
-
-
-def merge_shards(
-    shard_hits: list[tuple[np.ndarray, np.ndarray]],
-    doc_ids: Sequence[str] | Mapping[int, str],
-    query_ids: list[str],
-    k: int,
-    drop_self_hits: bool = True,
-) -> Ranking:
-    """Merge per-shard hits (scores, global document numbers) into each query's top ``k``; ``doc_ids``
-    maps a document number to its id (the whole corpus's list, or just the numbers hit).
-
-    Ties are ordered as trec_eval orders them (document id descending), so the ranking does not
-    depend on how the corpus was sharded. With ``drop_self_hits`` a document whose id equals the query
-    id is dropped (BEIR's convention; shards search ``k + 1`` to make up for it).
-    """
-    scores = np.concatenate([s for s, _ in shard_hits], axis=1)
-    numbers = np.concatenate([n for _, n in shard_hits], axis=1)
-    ranking: Ranking = {}
-    for row, query_id in enumerate(query_ids):
-        hits = [(doc_ids[n], float(s)) for n, s in zip(numbers[row], scores[row]) if n >= 0]
-        if drop_self_hits:
-            hits = [h for h in hits if h[0] != query_id]
-        ranking[query_id] = trec_order(hits)[:k]
-    return ranking

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from o1e.eval.metrics import Ranking, trec_order
-from o1e.eval.search import search_shard
 from o1e import corpus, storage
 from o1e.bm25 import BM25Index
-from o1e.retrievers import build_retriever, expand_query_text
+from o1e.retrievers import (Ranking, build_retriever, encode_in_batches, expand_query_text, flat_ip_index,
+                            flat_ip_search, rank_hits, search_depth)
 
 
 @dataclass
@@ -81,13 +80,8 @@ class ShardWorker:
             return table_to_vectors(cached), doc_ids, True
         texts = corpus.passages(rows.column("title").to_pylist(), rows.column("text").to_pylist())
         del rows
-        parts, start = [], 0
-        for size in task.batch_sizes:
-            parts.append(self.retriever.encode_documents(texts[start:start + size]))
-            start += size
-            if self.counter is not None:
-                self.counter.add.remote(size)
-        vectors = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+        progress = self.counter.add.remote if self.counter is not None else None
+        vectors = encode_in_batches(self.retriever.encode_documents, texts, task.batch_sizes, progress)
         if writer is not None:
             writer.commit_shard(task.shard_id, vectors_to_table(doc_ids, vectors))
         return vectors, doc_ids, False
@@ -98,9 +92,10 @@ class ShardWorker:
         started = time.perf_counter()
         vectors, doc_ids, cached = self.shard_vectors(task)
         encoded = time.perf_counter()
+        index = flat_ip_index(vectors)
         hits, hit_local = [], []
         for query_vectors in query_sets:
-            scores, local = search_shard(vectors, query_vectors, k)
+            scores, local = flat_ip_search(index, query_vectors, k)
             hits.append((scores, np.where(local >= 0, task.doc_numbers[np.maximum(local, 0)], -1)))
             hit_local.append(local[local >= 0])
         local_rows = np.unique(np.concatenate(hit_local)) if hit_local else np.zeros(0, np.int64)
@@ -135,14 +130,12 @@ class BM25Worker:
         """Rankings per variant; with thoughts, variant k searches the query followed by its first k."""
         started = time.perf_counter()
         rankings: dict[int, Ranking] = {k: {} for k in ks}
-        extra = 1 if drop_self_hits else 0
+        depth = search_depth(top_k, drop_self_hits)
         for (query_id, text), thoughts in zip(queries.items(), per_query):
             for k in ks:
-                best, scores = self.index.top_k(expand_query_text(text, thoughts, k), top_k + extra)
+                best, scores = self.index.top_k(expand_query_text(text, thoughts, k), depth)
                 hits = [(self.doc_ids[i], float(s)) for i, s in zip(best, scores)]
-                if drop_self_hits:
-                    hits = [h for h in hits if h[0] != query_id]
-                rankings[k][query_id] = trec_order(hits)[:top_k]
+                rankings[k][query_id] = rank_hits(query_id, hits, top_k, drop_self_hits)
             if self.counter is not None:
                 self.counter.add.remote(1)
         return rankings, {"index_s": self.index_s, "search_s": time.perf_counter() - started}

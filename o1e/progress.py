@@ -2,12 +2,14 @@
 a CI console), and one bar in the driver for work done by many Ray actors.
 
 Workers call ``counter.add.remote(n)`` (fire and forget); the driver polls the counter while it waits
-for results, so the terminal shows one clean bar instead of interleaved per-actor logs.
+for results (``counter_bar``), so the terminal shows one clean bar instead of interleaved per-actor logs.
 """
 
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from tqdm import tqdm
 
@@ -44,16 +46,11 @@ class Counter:
         return self.value
 
 
-def wait_with_progress(ray, pending: dict, counter, total: int, desc: str, unit: str, show: bool = True) -> dict:
-    """Wait for every ref in ``pending`` (ref -> key), showing ``counter``'s count; returns key -> result."""
-    results = {}
+@contextmanager
+def counter_bar(ray, counter, total: int, desc: str, unit: str, show: bool = True) -> Iterator[Callable[[], None]]:
+    """A bar of ``counter``'s count; yields what redraws it (the ``poll`` of ``o1e.ray_utils.as_finished``)."""
     with bar(total=total, desc=desc, unit=unit, disable=not show) as progress:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            for ref in done:
-                results[pending.pop(ref)] = ray.get(ref)
-            progress.update(ray.get(counter.get.remote()) - progress.n)
-    return results
+        yield lambda: progress.update(ray.get(counter.get.remote()) - progress.n)
 
 
 def console():

@@ -1,4 +1,5 @@
-"""Starting or joining a Ray cluster the same way in every stage."""
+"""Starting or joining a Ray cluster the same way in every stage, and keeping a bounded number of Ray calls
+in flight (``InFlight``, ``as_finished``, ``read_ahead``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import logging
 import os
 import sys
 import time
+from collections import deque
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from pydantic import Field
 
@@ -185,3 +188,78 @@ def init_ray(config: RayConfig):
     _started_local_cluster = address == "local"
     _session_logs = os.path.join(context.address_info["session_dir"], "logs")
     return ray
+
+
+class InFlight:
+    """Ray calls kept bounded: spread over lanes (the actors of a pool; one ``InFlight`` may hold several
+    pools), at most ``per_lane`` outstanding on each, every call sent to the least busy lane of its pool,
+    and collected one at a time as they finish. While it waits, ``poll`` (a progress bar's redraw) is
+    called every ``poll_s`` seconds."""
+
+    def __init__(self, ray, lanes: int | Sequence[int] = 1, per_lane: int = 1,
+                 poll: Callable[[], object] | None = None, poll_s: float = 0.5) -> None:
+        self.ray, self.per_lane, self.poll, self.poll_s = ray, per_lane, poll, poll_s
+        self.busy = [[0] * n for n in ([lanes] if isinstance(lanes, int) else lanes)]
+        self.calls: dict = {}  # ref -> (tag, pool, lane)
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def room(self, pool: int = 0) -> bool:
+        return min(self.busy[pool]) < self.per_lane
+
+    def submit(self, call: Callable[[int], Any], tag: Any, pool: int = 0) -> None:
+        """Make ``call(lane)`` (a remote call, returning its ref) on the least busy lane of ``pool``, which
+        must have ``room``; ``tag`` comes back with it."""
+        busy = self.busy[pool]
+        lane = busy.index(min(busy))
+        self.calls[call(lane)] = (tag, pool, lane)
+        busy[lane] += 1
+
+    def next_done(self) -> tuple[Any, int, Any]:
+        """``(tag, lane, ref)`` of a finished call, its lane freed; ``ray.get(ref)`` is its result or error."""
+        done: list = []
+        while not done:
+            done, _ = self.ray.wait(list(self.calls), num_returns=1,
+                                    timeout=self.poll_s if self.poll is not None else None)
+            if self.poll is not None:
+                self.poll()
+        tag, pool, lane = self.calls.pop(done[0])
+        self.busy[pool][lane] -= 1
+        return tag, lane, done[0]
+
+
+_END = object()
+
+
+def as_finished(ray, items: Iterable, submit: Callable[[Any, int], Any], lanes: int = 1, per_lane: int = 1,
+                retry: deque | None = None, poll: Callable[[], object] | None = None) -> Iterator[tuple[Any, int, Any]]:
+    """Run ``submit(item, lane)`` (a remote call on lane ``lane``, returning its ref) for each of ``items``,
+    read only as lanes have room (``InFlight``), and yield ``(item, lane, ref)`` as each call finishes. An
+    item the caller appends to ``retry`` (its call failed) is submitted again before the next of ``items``."""
+    source = iter(items)
+    retry = deque() if retry is None else retry
+    calls = InFlight(ray, lanes, per_lane, poll)
+    exhausted = False
+    while True:
+        while calls.room() and (retry or not exhausted):
+            item = retry.popleft() if retry else next(source, _END)
+            if item is _END:
+                exhausted = True
+            else:
+                calls.submit(lambda lane: submit(item, lane), item)
+        if not calls:
+            return
+        yield calls.next_done()
+
+
+def read_ahead(requests: Iterator, depth: int) -> Iterator:
+    """The items of ``requests`` (each submits a call as it is made: a Ray ref, or a value computed in
+    process) in their own order, each made ``depth`` items before it is yielded."""
+    queue: deque = deque()
+    for request in requests:
+        queue.append(request)
+        if len(queue) > depth:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()

@@ -12,12 +12,17 @@ vectors, and (query, thought) pairs to vectors. A pair whose thought is empty is
 thinking: the O1 model's empty thought (what training's thought dropout builds), the plain query for
 ``expand``. Averaging the pairs of a query into its vector is ``average_thoughts``. Adding a retriever is
 one config class plus one implementation class registered in ``RETRIEVERS``.
+
+Search, for every stage that retrieves (eval, hard-negative mining), is here too: a corpus encoded batch by
+batch, exact flat inner-product top-k, a ranking without excluded documents (the query's own, its
+positives), and shards' hits merged into one ranking in trec_eval's order.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal, Sequence
+from operator import itemgetter
+from typing import Callable, Collection, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -251,3 +256,71 @@ def flat_ip_index(vectors: np.ndarray):
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
 
+
+
+def flat_ip_search(index, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top ``k`` (at most the index's size) of each query: scores and row numbers, best first."""
+    return index.search(query_vectors, min(k, index.ntotal))
+
+
+def encode_in_batches(encode: Callable[[list[str]], np.ndarray], texts: list[str], sizes: Sequence[int],
+                      progress: Callable[[int], object] | None = None) -> np.ndarray:
+    """``encode`` (a retriever's ``encode_documents``) over consecutive batches of ``texts`` of ``sizes``;
+    ``progress`` is called with each batch's size. The caller fixes the batches: they can change the last
+    bits of a vector."""
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(encode(texts[start:start + size]))
+        start += size
+        if progress is not None:
+            progress(size)
+    return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rankings
+
+Ranking = dict[str, list[tuple[str, float]]]
+"""query id -> [(doc id, score)], best first."""
+
+Hit = TypeVar("Hit")
+
+
+def trec_order(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """trec_eval's own order: score descending, ties by document id descending."""
+    return sorted(hits, key=lambda hit: (hit[1], hit[0]), reverse=True)
+
+
+def search_depth(k: int, drop_self_hits: bool) -> int:
+    """Documents to retrieve for a top ``k`` that may lose the query's own document."""
+    return k + (1 if drop_self_hits else 0)
+
+
+def drop_hits(ranked: Sequence[Hit], exclude: Collection[str], k: int, id_of: Callable[[Hit], str]) -> list[Hit]:
+    """The first ``k`` of ``ranked`` whose document id is not in ``exclude`` (a query's own document, its
+    positives); retrieving ``k + len(exclude)`` is enough, document ids being unique in a corpus."""
+    return [hit for hit in ranked if id_of(hit) not in exclude][:k]
+
+
+def rank_hits(query_id: str, hits: list[tuple[str, float]], k: int, drop_self_hits: bool) -> list[tuple[str, float]]:
+    """A query's top ``k`` of ``hits`` (doc id, score) in trec_eval's order; with ``drop_self_hits`` the
+    document whose id is the query's is dropped (BEIR's convention)."""
+    return drop_hits(trec_order(hits), {query_id} if drop_self_hits else (), k, itemgetter(0))
+
+
+def merge_shards(
+    shard_hits: list[tuple[np.ndarray, np.ndarray]],
+    doc_ids: Sequence[str] | Mapping[int, str],
+    query_ids: list[str],
+    k: int,
+    drop_self_hits: bool = True,
+) -> Ranking:
+    """Merge per-shard hits (scores, global document numbers; -1 pads) into each query's top ``k``
+    (``rank_hits``); ``doc_ids`` maps a document number to its id (the whole corpus's list, or just the
+    numbers hit). Ties are ordered as trec_eval orders them, so the ranking does not depend on how the
+    corpus was sharded; shards search ``search_depth`` to make up for a dropped self-hit."""
+    scores = np.concatenate([s for s, _ in shard_hits], axis=1)
+    numbers = np.concatenate([n for _, n in shard_hits], axis=1)
+    return {query_id: rank_hits(query_id, [(doc_ids[n], float(s)) for n, s in zip(numbers[row], scores[row]) if n >= 0],
+                                k, drop_self_hits)
+            for row, query_id in enumerate(query_ids)}

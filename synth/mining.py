@@ -10,6 +10,7 @@ import numpy as np
 
 from o1e import beir
 from o1e.provenance import fingerprint
+from o1e.retrievers import build_retriever, drop_hits, encode_in_batches, flat_ip_index, flat_ip_search
 from o1e.synth.config import MiningConfig, PrepareConfig
 from o1e.synth.training_rows import Row, load_beir, read_jsonl_rows
 
@@ -29,32 +30,24 @@ class Miner:
             self.index = BM25Index(texts, cfg.bm25)
             return
         from o1e.models import resolve_model_dir
-        from o1e.retrievers import build_retriever, flat_ip_index
 
         config = cfg.dense if cfg.method == "dense" else cfg.o1
         self.retriever = build_retriever(config, resolve_model_dir(config.model))
         batch = max(config.batch_size * 16, 256)
-        parts = []
-        for i in range(0, len(texts), batch):
-            parts.append(self.retriever.encode_documents(texts[i:i + batch]))
-            if progress is not None:
-                progress(len(parts[-1]))
-        vectors = np.concatenate(parts)
-        self.faiss = flat_ip_index(vectors)
+        sizes = [min(batch, len(texts) - start) for start in range(0, len(texts), batch)]
+        self.faiss = flat_ip_index(encode_in_batches(self.retriever.encode_documents, texts, sizes, progress))
 
     def search(self, queries: list[str], k: int) -> list[list[int]]:
         if self.cfg.method == "bm25":
             return [self.index.top_k(q, k)[0].tolist() for q in queries]
-        vectors = self.retriever.encode_pairs(queries, [""] * len(queries))
-        _, found = self.faiss.search(vectors, k)
+        _, found = flat_ip_search(self.faiss, self.retriever.encode_pairs(queries, [""] * len(queries)), k)
         return [[int(i) for i in row if i >= 0] for row in found]
 
 
 def pick_negatives(query_id: str, positive_ids: list[str], ranked: list[int], corpus_ids: list[str],
                    cfg: MiningConfig) -> list[int]:
     """Corpus positions of a row's hard negatives: the top ``depth`` minus positives and self-hits."""
-    exclude = set(positive_ids) | {query_id}
-    pool = [i for i in ranked[: cfg.depth + len(exclude)] if corpus_ids[i] not in exclude][: cfg.depth]
+    pool = drop_hits(ranked, set(positive_ids) | {query_id}, cfg.depth, corpus_ids.__getitem__)
     if cfg.pick == "top" or len(pool) <= cfg.count:
         return pool[: cfg.count]
     rng = np.random.default_rng([cfg.seed, int(fingerprint(query_id, 15), 16)])

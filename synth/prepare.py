@@ -14,16 +14,15 @@ same worker in the driver's own process instead.
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import Iterator
 
 import pyarrow as pa
 
 from o1e import beir, costs, runs, schemas, storage
 from o1e.config import ConfigError
+from o1e.progress import Counter, bar as progress_bar, counter_bar
+from o1e.ray_utils import as_finished, cpus_per_worker, gpus_per_worker, init_ray, read_ahead
 from o1e.schemas import Reject
-from o1e.progress import Counter, bar as progress_bar, wait_with_progress
-from o1e.ray_utils import cpus_per_worker, gpus_per_worker, init_ray
 from o1e.synth.config import PrepareConfig
 from o1e.synth.mining import MiningWorker
 from o1e.synth.report import console
@@ -104,10 +103,10 @@ class ActorWorker:
             return
         counter = self.ray.remote(Counter).options(num_cpus=0).remote()
         try:
-            wait_with_progress(self.ray, {self.submit("build_index", lambda n: counter.add.remote(n)): "index"},
-                               counter, corpus, "encode corpus", "passage", show)
-        except self.ray.exceptions.RayTaskError as err:
-            raise (err.cause if isinstance(err.cause, Exception) else err) from None
+            with counter_bar(self.ray, counter, corpus, "encode corpus", "passage", show) as poll:
+                [(_, _, ref)] = as_finished(self.ray, ["index"], lambda _, __: self.submit(
+                    "build_index", lambda n: counter.add.remote(n)), poll=poll)
+            self.get(ref)
         finally:
             self.ray.kill(counter)
 
@@ -164,7 +163,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         if kind == "beir":
             step = cfg.mine_batch_rows
             requests = (worker.submit("beir_rows", start, step) for start in range(0, loaded["rows"], step))
-            results = (worker.get(ref) for ref in _ahead(requests, cfg.batches_in_flight))
+            results = (worker.get(ref) for ref in read_ahead(requests, cfg.batches_in_flight))
         else:
             batches = _batches(read_jsonl_rows(src, rejects, bad_lines), cfg.mine_batch_rows)
             results = _mined_jsonl(worker, batches, mining, cfg.batches_in_flight)
@@ -207,17 +206,6 @@ def _worker_resources(ray, cfg: PrepareConfig) -> dict:
     return {"num_cpus": cpus_per_worker(ray, cfg.ray, 1), "num_gpus": gpus}
 
 
-def _ahead(requests: Iterator, depth: int) -> Iterator:
-    """The items of ``requests`` (Ray refs), each submitted ``depth`` items before it is yielded."""
-    queue: deque = deque()
-    for ref in requests:
-        queue.append(ref)
-        if len(queue) > depth:
-            yield queue.popleft()
-    while queue:
-        yield queue.popleft()
-
-
 def _mined_jsonl(worker, batches: Iterator[list[Row]], mining: bool, in_flight: int) -> Iterator[list[Row]]:
     """Each batch of JSONL rows with the mined negatives of its rows that carry none."""
     def requests():
@@ -226,7 +214,7 @@ def _mined_jsonl(worker, batches: Iterator[list[Row]], mining: bool, in_flight: 
             ref = worker.submit("mine", [(r.query_id, r.query, r.positive_ids) for r in to_mine]) if to_mine else None
             yield rows, to_mine, ref
 
-    for rows, to_mine, ref in _ahead(requests(), in_flight):
+    for rows, to_mine, ref in read_ahead(requests(), in_flight):
         if ref is not None:
             for row, (ids, texts) in zip(to_mine, worker.get(ref)):
                 row.negative_ids, row.negatives, row.neg_scores = ids, texts, None  # mined: no teacher scored them

@@ -3,8 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from o1e.eval.metrics import evaluate, trec_order
-from o1e.eval.search import assign_batches, merge_shards, plan_batches, search_shard
+from o1e.eval.metrics import evaluate
+from o1e.eval.search import assign_batches, plan_batches
+from o1e.retrievers import flat_ip_index, flat_ip_search, merge_shards, trec_order
 from o1e.bm25 import PAPER_TOKENIZER, BM25Config, BM25Index, Tokenizer, TokenizerConfig
 
 
@@ -49,10 +50,10 @@ def test_sharded_search_equals_unsharded(shards):
     queries = rng.standard_normal((6, 8)).astype(np.float32)
     doc_ids = [f"d{i}" for i in range(57)]
     query_ids = ["d3", "q1", "q2", "q3", "q4", "q5"]  # the first query shares an id with a document
-    full = merge_shards([search_shard(docs, queries, 11)], doc_ids, query_ids, k=10)
+    full = merge_shards([flat_ip_search(flat_ip_index(docs), queries, 11)], doc_ids, query_ids, k=10)
     parts = []
     for numbers in np.array_split(np.arange(57), shards):
-        scores, local = search_shard(docs[numbers], queries, 11)
+        scores, local = flat_ip_search(flat_ip_index(docs[numbers]), queries, 11)
         parts.append((scores, numbers[local]))
     assert merge_shards(parts, doc_ids, query_ids, k=10) == full
     assert all(len(hits) == 10 for hits in full.values())

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 from o1e import costs
 from o1e.models import resolve_model_dir
 from o1e.errors import one_line
-from o1e.ray_utils import RayConfig, cpus_per_worker, in_group, init_ray, place
+from o1e.ray_utils import RayConfig, as_finished, cpus_per_worker, in_group, init_ray, place
 from o1e.llm.base import EngineError, GenerationResult, Renderer, ShardWork
 from o1e.llm.config import SamplingConfig, TransformersEngineConfig, VllmEngineConfig
 
@@ -119,39 +119,15 @@ class RayEngine:
 
     def stream(self, work: Iterable[ShardWork]) -> Iterator[tuple[str, list[GenerationResult]]]:
         ray = self.ray
-        source = iter(work)
-        queued = {i: 0 for i in range(len(self.actors))}
-        pending: dict = {}  # ref -> (actor index, shard id)
-        exhausted = False
         retry: deque[ShardWork] = deque()
-        items: dict[str, ShardWork] = {}
         deaths: dict[str, int] = {}
         waiting_since: dict[str, float] = {}
-
-        def refill() -> None:
-            nonlocal exhausted
-            while not exhausted or retry:
-                index = min(queued, key=queued.get)
-                if queued[index] >= self.cfg.shards_in_flight:
-                    return
-                if retry:
-                    item = retry.popleft()
-                else:
-                    item = next(source, None)
-                    if item is None:
-                        exhausted = True
-                        return
-                items[item.shard_id] = item
-                pending[self.actors[index].generate.remote(item)] = (index, item.shard_id)
-                queued[index] += 1
-
-        refill()
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            index, shard = pending.pop(done[0])
-            queued[index] -= 1
+        calls = as_finished(ray, work, lambda item, index: self.actors[index].generate.remote(item),
+                            len(self.actors), self.cfg.shards_in_flight, retry)
+        for item, index, ref in calls:
+            shard = item.shard_id
             try:
-                shard_id, results = ray.get(done[0])
+                shard_id, results = ray.get(ref)
             except ray.exceptions.ActorUnavailableError as err:
                 # Sent while Ray restarts the replica: not a death; the shard waits for it (a restart
                 # loads the model again, bounded like a start).
@@ -160,8 +136,7 @@ class RayEngine:
                     raise EngineError(f"{self.cfg.kind} replica {index} not back after engine.start_timeout_s="
                                       f"{self.cfg.start_timeout_s:g} s: {_cause(err)}") from err
                 time.sleep(1.0)
-                retry.append(items[shard])
-                refill()
+                retry.append(item)
                 continue
             except ray.exceptions.RayActorError as err:
                 # A shard that failed twice either kills replicas or met one dead beyond its max_restarts.
@@ -170,12 +145,9 @@ class RayEngine:
                     raise EngineError(f"{self.cfg.kind} replica {index} died twice on shard {shard} (at most "
                                       f"engine.max_restarts={self.cfg.max_restarts} restarts): {_cause(err)}. "
                                       "Committed shards are kept; rerun to resume.") from err
-                retry.append(items[shard])  # Ray restarts the replica; the shard goes to the next free one
-                refill()
+                retry.append(item)  # Ray restarts the replica; the shard goes to the next free one
                 continue
-            del items[shard]
             yield shard_id, results
-            refill()
 
     def close(self) -> None:
         if not self.actors:
