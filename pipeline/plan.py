@@ -40,12 +40,13 @@ class Step:
 
 
 def build_steps(cfg: PipelineConfig) -> list[Step]:
-    """Every step in order, each with the steps it reads from and its fingerprint."""
+    """Every step in order, each with the steps it reads from and its fingerprint: the stages, then the
+    baselines, then each ablation's training and evaluation, so that the trained model's figures and those it
+    is compared with come before the long ablation trainings."""
     steps = [Step(name, name, cfg.stage(name)) for name in ORDER]
-    after_train = ORDER.index("train") + 1
-    steps[after_train:after_train] = [Step(f"train:{name}", "train", a.train) for name, a in cfg.ablations.items()]
-    steps += [Step(f"eval:{name}", "eval", a.eval) for name, a in cfg.ablations.items()]
     steps += [Step(f"baseline:{name}", "eval", b) for name, b in cfg.baselines.items()]
+    for name, ablation in cfg.ablations.items():
+        steps += [Step(f"train:{name}", "train", ablation.train), Step(f"eval:{name}", "eval", ablation.eval)]
     producers = {storage.join(s.output, STAGES[s.stage].output): s.name for s in steps if STAGES[s.stage].output}
     by_name: dict[str, Step] = {}
     for step in steps:

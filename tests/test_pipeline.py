@@ -23,8 +23,8 @@ from o1e.pipeline.config import PipelineConfig
 from o1e.pipeline.demo import CONFIG as DEMO_CONFIG
 from o1e.pipeline.plan import build_steps, is_current, read_record
 
-STEPS = ["prepare", "synth", "vote", "train", "train:no-thinking", "eval", "eval:no-thinking", "baseline:bm25",
-         "baseline:before-training"]
+STEPS = ["prepare", "synth", "vote", "train", "eval", "baseline:bm25", "baseline:before-training", "train:no-thinking",
+         "eval:no-thinking"]
 
 
 def statuses(root: str) -> dict[str, str]:
