@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 from tqdm import tqdm
 
-LOG_INTERVAL_S = 5.0
+LOG_INTERVAL_S = 30.0
 
 
 class LogLines(tqdm):
@@ -32,6 +32,7 @@ def bar(*args, **kwargs) -> tqdm:
     if hasattr(stream, "isatty") and stream.isatty():
         return tqdm(*args, **kwargs)
     kwargs.setdefault("mininterval", LOG_INTERVAL_S)
+    kwargs.setdefault("ascii", True)
     return LogLines(*args, **kwargs)
 
 
@@ -54,9 +55,18 @@ def counter_bar(ray, counter, total: int, desc: str, unit: str, show: bool = Tru
 
 
 def console():
-    """A rich console for o1e's tables: the terminal's width, or 160 columns where output is not a terminal
-    (a log, a Ray job, CI), so that tables are not cut to 80."""
+    """A rich console for o1e's tables: the terminal's, or, where output is not a terminal (a log, a Ray job,
+    CI), one 160 columns wide (tables are not cut to 80) that draws borders and rules in ASCII (a third of
+    the bytes of box-drawing characters)."""
     from rich.console import Console
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+
+    class LogConsole(Console):
+        @property
+        def encoding(self) -> str:  # rich draws ASCII boxes and rules for an ASCII-only output
+            return "ascii"
+
+    return LogConsole(highlight=False, width=160)
 

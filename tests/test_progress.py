@@ -2,7 +2,9 @@
 
 import io
 
-from o1e.progress import LogLines, bar
+from rich.table import Table
+
+from o1e.progress import LogLines, bar, console
 
 
 def test_progress_is_log_lines_off_a_terminal():
@@ -14,7 +16,7 @@ def test_progress_is_log_lines_off_a_terminal():
     progress.close()
     text = out.getvalue()
     lines = [line for line in text.splitlines() if line]
-    assert "\r" not in text and len(lines) >= 2
+    assert "\r" not in text and len(lines) >= 2 and text.isascii()  # "###", not 3-byte block characters
     assert lines[-1].startswith("synth: 100%") and "3/3" in lines[-1]
 
 
@@ -23,3 +25,17 @@ def test_a_cache_hit_shows_as_done():
     with bar(total=400, initial=400, desc="encode + search", unit="doc", file=out) as progress:
         progress.update(0)
     assert "400/400" in [line for line in out.getvalue().splitlines() if line][-1]
+
+
+def test_tables_and_rules_are_ascii_off_a_terminal():
+    """A third of the bytes in a log: rich draws ASCII borders and rules, the text stays as it is."""
+    out = console()  # pytest's stdout is not a terminal
+    table = Table(title="retrieval — demo")
+    table.add_column("k")
+    table.add_row("3")
+    with out.capture() as captured:
+        out.rule("[1/2] prepare")
+        out.print(table)
+    text = captured.get()
+    assert "+---" in text and "| 3 |" in text and "--- [1/2] prepare ---" in text
+    assert text.replace("—", "").isascii() and out.width == 160

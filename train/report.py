@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from o1e import progress
 from o1e.train.config import TrainConfig
 
 SHOWN = ("step", "loss", "contrastive_loss", "generation_loss", "contrastive_accuracy", "tokens_per_s",
@@ -23,4 +24,4 @@ def show_summary(cfg: TrainConfig, lineage: dict[str, Any], console: Console | N
         table.add_row(key, "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value))
     rows = lineage["rows"]
     table.add_row("rows used / rejected", f"{rows['usable']} / {rows['rejected']}")
-    (console or Console()).print(table)
+    (console or progress.console()).print(table)

@@ -171,8 +171,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         if out.distill is not None:
             metrics["distill_loss"] = out.distill.item()
         state["history"].append(metrics)
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['contrastive_accuracy']:.2f}", refresh=False)
         bar.update(1)
-        bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['contrastive_accuracy']:.2f}")
         done = state["step"] >= total_steps
         if done or state["step"] % cfg.checkpoint_every == 0:
             save_and_report(metrics)

@@ -12,6 +12,9 @@ import numpy as np
 
 class VllmPooler:
     def __init__(self, model_dir: str, dtype: str = "float32", max_model_len: int = 512, **engine_kwargs) -> None:
+        from o1e.llm.vllm_worker import quiet_vllm_import
+
+        quiet_vllm_import()
         from vllm import LLM
         from vllm.config import PoolerConfig
 

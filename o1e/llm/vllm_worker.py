@@ -5,6 +5,7 @@ actor; ``LLM(...)`` is only ever created inside that actor's process."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -18,6 +19,7 @@ class VllmWorker:
     def __init__(self, engine: VllmEngineConfig, model_dir: str, renderer: Renderer,
                  sampling: SamplingConfig) -> None:
         started = time.perf_counter()
+        quiet_vllm_import()
         from vllm import LLM
         from vllm.platforms import current_platform
 
@@ -146,6 +148,13 @@ class VllmWorker:
         if llm is not None:
             shutdown_llm(llm)
         self.llm = None
+
+
+def quiet_vllm_import() -> None:
+    """Unless verbose: vLLM warns as it is imported, before its own logging (``VLLM_LOGGING_LEVEL``) is set up,
+    that this machine's Triton has no CPU backend; its logger is set to that level first."""
+    if not os.environ.get(VERBOSE_ENV):
+        logging.getLogger("vllm").setLevel(os.environ.get("VLLM_LOGGING_LEVEL", "ERROR"))
 
 
 def shutdown_llm(llm) -> None:
