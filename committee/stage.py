@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from o1e import storage
 from o1e.committee.config import CommitteeConfig
 from o1e.placement import Cluster, Request
-from o1e.stage import Flag, Input, Stage, count_rows
+from o1e.stage import Flag, Input, Stage
 
 
 def _run(cfg: CommitteeConfig, show: bool):
@@ -24,7 +23,7 @@ VOTE = Stage(
     help="let the retrieval committee score every candidate thought against its gold document and vote",
     config=CommitteeConfig, run=_run, output="training",
     inputs=(Input("training_rows", "prepare", "training_rows"), Input("candidates", "synth", "candidates")),
-    rows=lambda cfg: (count_rows(cfg.candidates), count_rows(storage.join(cfg.output, "training"))),
+    rows_in="candidates",
     requests=_requests,
     flags=(
         Flag(("-t", "--training-rows"), "training_rows", "training_rows dataset (folder or s3:// prefix)"),

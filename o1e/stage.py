@@ -65,11 +65,13 @@ class Stage:
     """Its config class (an ``o1e.config.StageConfig``)."""
     run: Callable[[Any, bool], Any]
     """``run(config, show)``: the stage's driver; ``show`` draws its progress and tables."""
-    rows: Callable[[Any], tuple[int | None, int | None]]
-    """Rows in and rows out of a finished run of this config, read from what it wrote."""
     output: str | None = None
     """Its main result under its output folder (a dataset, or ``model``), which later stages read."""
     inputs: tuple[Input, ...] = ()
+    rows_in: str | None = None
+    """The config field of the dataset whose rows count as its rows in (``row_counts``)."""
+    rows: Callable[[Any], tuple[int | None, int | None]] | None = None
+    """Rows in and rows out of a finished run, for a stage that counts them otherwise than ``row_counts``."""
     extra_paths: tuple[str, ...] = ()
     """Further config fields that locate data (never taken from a stage file included by the pipeline)."""
     requests: Callable[[Any, Cluster], list[list[Request]]] = no_requests
@@ -81,6 +83,14 @@ class Stage:
     @property
     def path_keys(self) -> tuple[str, ...]:
         return ("output", *(i.key for i in self.inputs), *self.extra_paths)
+
+    def row_counts(self, config: Any) -> tuple[int | None, int | None]:
+        """Rows in and rows out of a finished run of this config, read from what it wrote: by default the
+        manifests of the ``rows_in`` dataset and of its output dataset."""
+        if self.rows is not None:
+            return self.rows(config)
+        rows_in = count_rows(get_dotted(config, self.rows_in)) if self.rows_in else None
+        return rows_in, count_rows(storage.join(config.output, self.output))
 
     def input_urls(self, config: Any) -> list[str]:
         """The locations this config reads that other stages write (unset optional ones left out)."""

@@ -159,7 +159,7 @@ def dry_run(cfg: PipelineConfig, cluster: str | None = None, start: str | None =
             target = cluster_nodes(yaml.safe_load(storage.read_text(cluster)))
         except (ValueError, KeyError, yaml.YAMLError) as err:
             raise ConfigError(f"--cluster {cluster}: {err}") from None
-        requests = stage_requests(cfg, target)
+        requests = stage_requests(selected, target)
     table = Table(title=f"dry run{f' on {cluster}' if cluster else ''}")
     for name in ("stage", "would", "asks Ray for (each on one node)", "fits"):
         table.add_column(name)

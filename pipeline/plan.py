@@ -104,5 +104,5 @@ def is_current(step: Step, record: dict | None) -> bool:
 
 def step_rows(step: Step) -> dict[str, int | None]:
     """Rows in, rows out and rejects of a finished step (the stage counts its own rows)."""
-    rows_in, rows_out = STAGES[step.stage].rows(step.config)
+    rows_in, rows_out = STAGES[step.stage].row_counts(step.config)
     return {"rows_in": rows_in, "rows_out": rows_out, "rejects": count_rows(storage.join(step.output, runs.REJECTS)) or 0}

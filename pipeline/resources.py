@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from o1e.pipeline.config import PipelineConfig
-from o1e.pipeline.plan import build_steps
+from o1e.pipeline.plan import Step
 from o1e.pipeline.stages import STAGES
 from o1e.placement import Cluster, NodeType, Request
 
@@ -56,10 +55,10 @@ def cluster_nodes(doc: dict[str, Any]) -> Cluster:
                      "RayJob, RayCronJob or RayCluster")
 
 
-def stage_requests(cfg: PipelineConfig, cluster: Cluster) -> dict[str, list[list[Request]]]:
+def stage_requests(steps: list[Step], cluster: Cluster) -> dict[str, list[list[Request]]]:
     """Per step, what its stage asks Ray for on this cluster: phases (actors alive at the same time), each a
     list of requests."""
-    return {step.name: STAGES[step.stage].requests(step.config, cluster) for step in build_steps(cfg)}
+    return {step.name: STAGES[step.stage].requests(step.config, cluster) for step in steps}
 
 
 def fits(requests: list[Request], cluster: Cluster) -> list[str]:

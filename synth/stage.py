@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from o1e import storage
 from o1e.placement import Cluster, engine_request, workers_request
-from o1e.stage import Flag, Input, Stage, count_rows
+from o1e.stage import Flag, Input, Stage
 from o1e.synth.config import PrepareConfig, SynthConfig
 
 
@@ -38,7 +37,6 @@ PREPARE = Stage(
     name="prepare", command=("synth", "prepare"),
     help="training rows (query, positives, hard negatives) from a BEIR train split or JSONL rows",
     config=PrepareConfig, run=_run_prepare, output="training_rows",
-    rows=lambda cfg: (None, count_rows(storage.join(cfg.output, "training_rows"))),
     requests=_prepare_requests,
     flags=(
         Flag(("-d", "--dataset"), "dataset.path", "BEIR folder, JSONL rows file, or s3:// (default: bundled demo)"),
@@ -56,7 +54,7 @@ SYNTH = Stage(
     help="write N candidate thoughts per training query (vLLM on Ray, or an OpenAI-compatible endpoint)",
     config=SynthConfig, run=_run_synth, output="candidates",
     inputs=(Input("input", "prepare", "training_rows"),),
-    rows=lambda cfg: (count_rows(cfg.input), count_rows(storage.join(cfg.output, "candidates"))),
+    rows_in="input",
     requests=_synth_requests,
     flags=(
         Flag(("-i", "--input"), "input", "training_rows dataset (folder or s3://)"),

@@ -14,6 +14,7 @@ import yaml
 from conftest import REPO
 from o1e.config import load_config
 from o1e.pipeline.config import PipelineConfig
+from o1e.pipeline.plan import build_steps
 from o1e.pipeline.resources import cluster_nodes, fits, stage_requests
 
 CLUSTERS = os.path.join(REPO, "clusters")
@@ -69,13 +70,13 @@ def test_paper_pipeline_fits_the_clusters_and_a_small_one_is_refused():
     cfg = load_config(PipelineConfig, PAPER)
     for name in ("gpu-8x.yaml", "kuberay/rayjob-pipeline.yaml", "kuberay/raycronjob-synth.yaml"):
         nodes = cluster_nodes(load(name))
-        for step, phases in stage_requests(cfg, nodes).items():
+        for step, phases in stage_requests(build_steps(cfg), nodes).items():
             if name.endswith("raycronjob-synth.yaml") and step != "synth":
                 continue
             assert not [p for phase in phases for p in fits(phase, nodes)], (name, step)
     small = load("gpu-8x.yaml")
     small["available_node_types"]["gpu_8x"]["resources"] = {"CPU": 48, "GPU": 4}
-    problems = fits(stage_requests(cfg, cluster_nodes(small))["synth"][0], cluster_nodes(small))
+    problems = fits(stage_requests(build_steps(cfg), cluster_nodes(small))["synth"][0], cluster_nodes(small))
     assert problems and "vLLM replica needs 8 GPU" in problems[0]
 
 
@@ -103,7 +104,7 @@ def test_the_dry_run_sizes_train_workers_as_train_does():
     from o1e.ray_utils import RayConfig, training_worker_cpus, worker_cpus
 
     cfg = load_config(PipelineConfig, None, ["output=/runs/p", "train.model=/m/base", "train.num_workers=2"])
-    train = stage_requests(cfg, Cluster((NodeType("head", 2, 0, 1),)))["train"][0][0]
+    train = stage_requests(build_steps(cfg), Cluster((NodeType("head", 2, 0, 1),)))["train"][0][0]
     assert train.cpus == training_worker_cpus(RayConfig(), 2, 2, 2) == 0.5 < worker_cpus(RayConfig(), 2, 2, 2)
     assert training_worker_cpus(RayConfig(num_cpus_per_worker=3), 2, 2, 2) == 3
     assert training_worker_cpus(RayConfig(), 8, 64, 64) == 7.875 and training_worker_cpus(RayConfig(), 2, 64, 8) == 8
