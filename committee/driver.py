@@ -24,6 +24,7 @@ from o1e import runs, schemas, storage
 from o1e.beir import DatasetError
 from o1e.config import ConfigError
 from o1e.models import resolve_model_dir
+from o1e.progress import Show
 from o1e.provenance import fingerprint
 
 CANDIDATE_COLUMNS = ["query_id", "candidate_index", "thought"]
@@ -104,7 +105,7 @@ def check_config(cfg: CommitteeConfig) -> None:
             resolve_model_dir(member.model)
 
 
-def run_committee(cfg: CommitteeConfig, show: bool = True) -> CommitteeResult:
+def run_committee(cfg: CommitteeConfig, show: bool | Show = True) -> CommitteeResult:
     started = time.time()
     check_config(cfg)
     cfg.check_outputs()
@@ -115,7 +116,7 @@ def run_committee(cfg: CommitteeConfig, show: bool = True) -> CommitteeResult:
     writers = {name: record.writer(name) for name in output_urls(cfg.output)}
     executor = make_executor(cfg)  # members start loading while the inputs are read and planned
     try:
-        return _run(cfg, executor, writers, record, started, show)
+        return _run(cfg, executor, writers, record, started, Show.of(show))
     finally:
         executor.close()
 
@@ -160,7 +161,7 @@ def load_shard(cfg: CommitteeConfig, plan: Plan, shard: ShardPlan, folder: str) 
 
 
 def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWriter], record: runs.RunRecord,
-         started: float, show: bool) -> CommitteeResult:
+         started: float, show: Show) -> CommitteeResult:
     plan = make_plan(cfg)
     rejects, shards = plan.rejects, plan.shards
     urls = output_urls(cfg.output)
@@ -175,7 +176,7 @@ def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWrite
     done = set(writers["training"].committed())
     todo = [s for s in shards if s.shard_id not in done]
     skipped = [s.shard_id for s in shards if s.shard_id in done]
-    if show:
+    if show.progress:
         report.print_plan(cfg, plan.num_queries, len(rejects), shards, todo, executor.placements)
     ran = []
     folder = work_folder(cfg.output)
@@ -205,6 +206,8 @@ def _run(cfg: CommitteeConfig, executor, writers: dict[str, storage.DatasetWrite
         "placements": {m.name: p.model_dump() for m, p in zip(cfg.members, executor.placements)},
     })
     diagnostics = record.finish(diagnostics, rows=sum(s.num_queries for s in todo), unit="query")
-    if show:
+    if show.tables:
         report.print_diagnostics(cfg, diagnostics)
+    elif show.progress:
+        report.print_written(cfg, diagnostics)
     return CommitteeResult(output=cfg.output, diagnostics=diagnostics, shards_run=ran, shards_skipped=skipped)

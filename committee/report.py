@@ -87,3 +87,8 @@ def print_diagnostics(cfg, diag: dict) -> None:
                           f"{diag['shards_skipped']} resumed; members ready after "
                           f"{diag['members_ready_s']:.1f} s)")
     console.print(table)
+
+
+def print_written(cfg, diag: dict) -> None:
+    console.print(f"voted {diag['queries_voted']:,} queries ({diag['rejects']:,} rejected) -> {cfg.output}/training "
+                  f"in {diag['elapsed_s']:.1f} s")

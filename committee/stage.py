@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from o1e.committee.config import CommitteeConfig
 from o1e.placement import Cluster, Request
+from o1e.progress import Show
 from o1e.stage import Flag, Input, Stage
 
 
-def _run(cfg: CommitteeConfig, show: bool):
+def _run(cfg: CommitteeConfig, show: Show):
     from o1e.committee.driver import run_committee
 
     return run_committee(cfg, show=show)

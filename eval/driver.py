@@ -19,7 +19,7 @@ from o1e.eval.thoughts import ThoughtSet
 from o1e.eval.worker import BM25Worker, ShardHits, ShardTask, ShardWorker
 from o1e import corpus, costs, storage
 from o1e.models import resolve_model_dir
-from o1e.progress import Counter, counter_bar
+from o1e.progress import Counter, Show, counter_bar
 from o1e.provenance import fingerprint
 from o1e.ray_utils import as_finished, cpus_per_worker, gpus_per_worker, init_ray
 from o1e.retrievers import (Ranking, average_thoughts, describe, embedding_fingerprint, merge_shards, model_of,
@@ -45,7 +45,7 @@ def query_thoughts(data: EvalDataset, thoughts: ThoughtSet | None) -> list[list[
     return [thoughts.by_query.get(q, []) if thoughts else [] for q in data.queries]
 
 
-def load_dataset(cfg: EvalConfig, show: bool = True) -> EvalDataset:
+def load_dataset(cfg: EvalConfig, show: Show = Show.ALL) -> EvalDataset:
     """Queries and qrels read here; the corpus converted to Parquet (or found converted) by a Ray task."""
     source = cfg.dataset
 
@@ -57,7 +57,7 @@ def load_dataset(cfg: EvalConfig, show: bool = True) -> EvalDataset:
         with costs.held(1, 1):
             converted, missing = ray.get(task.remote(corpus_url, root, source.on_bad_line, judged,
                                                      cfg.corpus_part_rows))
-        if show and not isinstance(converted, str):
+        if show.tables and not isinstance(converted, str):
             report.print_corpus(converted, time.perf_counter() - started)
         return converted, missing
 
@@ -180,23 +180,24 @@ def preflight(cfg: EvalConfig) -> str | None:
     return model_dir
 
 
-def run_eval(cfg: EvalConfig, show: bool = True) -> EvalResult:
+def run_eval(cfg: EvalConfig, show: bool | Show = True) -> EvalResult:
     started = time.perf_counter()
+    show = Show.of(show)
     cfg.check_outputs()
     for name in report.DATASETS:
         storage.check_rerun(storage.join(cfg.output, name), cfg.fingerprint(), cfg.overwrite)
     model_dir = preflight(cfg)
     data = load_dataset(cfg, show)
-    if show:
+    if show.tables:
         report.print_dataset(data)
-    thoughts = thought_stage.obtain(cfg, data, model_dir, show) if cfg.needs_thoughts else None
+    thoughts = thought_stage.obtain(cfg, data, model_dir, show.progress) if cfg.needs_thoughts else None
     ks = cfg.thoughts.variants() if cfg.thinks else [0]
     per_query_thoughts = query_thoughts(data, thoughts)
     base = cfg.retriever.base if cfg.retriever.kind == "expand" else cfg.retriever
     if base.kind == "bm25":
-        rankings, info = retrieve_bm25(data, cfg, base, ks, per_query_thoughts, show)
+        rankings, info = retrieve_bm25(data, cfg, base, ks, per_query_thoughts, show.progress)
     else:
-        rankings, info = retrieve_vectors(data, cfg, model_dir, ks, per_query_thoughts, show)
+        rankings, info = retrieve_vectors(data, cfg, model_dir, ks, per_query_thoughts, show.progress)
     info["retriever"] = describe(cfg.retriever)
     variants, per_query = {}, {}
     for k in ks:
@@ -207,6 +208,8 @@ def run_eval(cfg: EvalConfig, show: bool = True) -> EvalResult:
     result = EvalResult(metrics=variants[max(ks)], variants=variants, per_query=per_query, rankings=rankings,
                         dataset=data, thoughts=thoughts, info=info)
     report.write_outputs(cfg, result)
-    if show:
+    if show.tables:
         report.print_metrics(cfg, result)
+    if show.progress:
+        report.print_written(cfg, result)
     return result

@@ -82,7 +82,12 @@ def print_metrics(cfg, result) -> None:
     else:
         console.print(metrics_table([(cfg.retriever.kind, result.metrics)], title=title))
     console.print(f"retriever: {result.info['retriever']}")
-    console.print(f"wrote {cfg.output} in {result.info['elapsed_s']:.1f} s")
+
+
+def print_written(cfg, result) -> None:
+    ndcg = ", ".join(f"k={k} {m[METRICS[0]]:.4f}" for k, m in sorted(result.variants.items())) if cfg.thinks \
+        else f"{result.metrics[METRICS[0]]:.4f}"
+    console.print(f"wrote {cfg.output} in {result.info['elapsed_s']:.1f} s (nDCG@10: {ndcg})")
 
 
 def trec_run(ranking: dict[str, list[tuple[str, float]]], tag: str) -> str:

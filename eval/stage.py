@@ -5,10 +5,11 @@ from __future__ import annotations
 from o1e import storage
 from o1e.eval.config import EvalConfig
 from o1e.placement import Cluster, engine_request, workers_request
+from o1e.progress import Show
 from o1e.stage import Flag, Input, Stage
 
 
-def _run(cfg: EvalConfig, show: bool):
+def _run(cfg: EvalConfig, show: Show):
     from o1e.eval.driver import run_eval
 
     return run_eval(cfg, show=show)

@@ -15,6 +15,7 @@ import traceback
 from typing import Callable, Iterable
 
 from o1e.config import load_config
+from o1e.progress import Show
 from o1e.provenance import code_version
 from o1e.stage import Stage
 
@@ -103,7 +104,7 @@ def run_stage(stage: Stage, args: argparse.Namespace) -> int:
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
-    stage.run(cfg, True)
+    stage.run(cfg, Show.ALL)
     return 0
 
 

@@ -167,6 +167,8 @@ def init_ray(config: RayConfig):
     if quiet:
         for name, value in QUIET_ENV.items():
             os.environ.setdefault(name, value)
+    if not sys.stdout.isatty():  # Ray's own switch: no colour codes around forwarded lines' "(Actor pid=...)"
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     kwargs = {"address": address, "log_to_driver": True, "logging_level": "WARNING" if quiet else "INFO"}
     if address == "local":
         # A new local cluster's workers inherit this environment. A job-level runtime_env would also

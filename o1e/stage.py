@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from o1e import storage
 from o1e.placement import Cluster, Request
+from o1e.progress import Show
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ class Stage:
     help: str
     config: type
     """Its config class (an ``o1e.config.StageConfig``)."""
-    run: Callable[[Any, bool], Any]
-    """``run(config, show)``: the stage's driver; ``show`` draws its progress and tables."""
+    run: Callable[[Any, Show], Any]
+    """``run(config, show)``: the stage's driver; ``show`` says what it draws (``o1e.progress.Show``)."""
     output: str | None = None
     """Its main result under its output folder (a dataset, or ``model``), which later stages read."""
     inputs: tuple[Input, ...] = ()

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from o1e import costs, progress, report, runs, storage
 from o1e.config import FINGERPRINT_RULE, ConfigError
+from o1e.progress import Show
 from o1e.provenance import code_version
 from o1e.pipeline.config import PipelineConfig
 from o1e.pipeline.plan import Step, build_steps, is_current, read_record, record_url, step_rows, window
@@ -65,7 +66,8 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
             storage.delete(record_url(cfg, step))
             storage.delete(step.output)
         t0 = time.perf_counter()
-        STAGES[step.stage].run(step.config, show)
+        # The stages show their progress; their results are shown once, in the summary below.
+        STAGES[step.stage].run(step.config, Show.PROGRESS if show else Show.NOTHING)
         record = {
             "step": step.name, "stage": step.stage, "fingerprint": step.fingerprint,
             "config_fingerprint": step.config.fingerprint(), "fingerprint_rule": FINGERPRINT_RULE,

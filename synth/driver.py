@@ -25,7 +25,7 @@ from o1e.encoders import check_model_dir
 from o1e.models import resolve_model_dir
 from o1e.llm import GenerationResult, Request, ShardWork, make_engine
 from o1e.provenance import fingerprint
-from o1e.progress import bar as progress_bar
+from o1e.progress import Show, bar as progress_bar
 from o1e.synth import report
 from o1e.synth.config import SynthConfig
 from o1e.synth.prompts import ExplorationPrompts, candidate_prompts, sampling_seed
@@ -83,13 +83,14 @@ def plan_shards(cfg: SynthConfig, candidates: storage.DatasetWriter, rejects: st
     return iter_new_shards(cfg.input, cfg.shard_size, known, run_id)
 
 
-def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
+def run_synth(cfg: SynthConfig, show: bool | Show = True, engine=None) -> dict:
     """Run (or resume) synthesis; returns the summary (also written to ``<output>/summary.json``).
 
     ``engine``: an already started engine to reuse (tests and benchmarks); by default one is made from
     ``cfg.engine``, started, and closed at the end.
     """
     started = time.perf_counter()
+    show = Show.of(show)
     cfg.check_outputs()
     manifest = storage.read_manifest(cfg.input)
     if manifest.schema != "training_rows":
@@ -113,12 +114,12 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
         if owns_engine:
             if cfg.engine.kind != "openai" and not storage.is_s3(cfg.engine.model):
                 check_model_dir(resolve_model_dir(cfg.engine.model), "engine.model")
-            engine = make_engine(cfg.engine, renderer, cfg.sampling, cfg.ray, show=show, stage="synth")
+            engine = make_engine(cfg.engine, renderer, cfg.sampling, cfg.ray, show=show.progress, stage="synth")
             t0 = time.perf_counter()
             engine.start()
             stats.engine_start_s = time.perf_counter() - t0
         try:
-            _generate(cfg, engine, pool, duplicates, shards, candidates, rejects, stats, show)
+            _generate(cfg, engine, pool, duplicates, shards, candidates, rejects, stats, show.progress)
         finally:
             if owns_engine:
                 engine.close()
@@ -139,8 +140,10 @@ def run_synth(cfg: SynthConfig, show: bool = True, engine=None) -> dict:
     candidates.finalize(extra=extra)
     rejects.finalize(extra={"summary": summary})
     summary = record.finish(report.add_dataset_totals(summary, cfg.output), rows=stats.rows_processed, unit="query")
-    if show:
-        report.print_summary(summary)
+    if show.tables:
+        report.print_table(summary)
+    if show.progress:
+        report.print_written(summary)
     return summary
 
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from o1e import beir, costs, runs, schemas, storage
 from o1e.config import ConfigError
-from o1e.progress import Counter, bar as progress_bar, counter_bar
+from o1e.progress import Counter, Show, bar as progress_bar, counter_bar
 from o1e.ray_utils import as_finished, cpus_per_worker, gpus_per_worker, init_ray, read_ahead
 from o1e.schemas import Reject
 from o1e.synth.config import PrepareConfig
@@ -136,8 +136,9 @@ def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
         yield batch
 
 
-def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
+def run_prepare(cfg: PrepareConfig, show: bool | Show = True) -> dict:
     started = time.perf_counter()
+    show = Show.of(show)
     cfg.check_outputs()
     src = cfg.dataset
     kind = src.format
@@ -154,7 +155,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         loaded = worker.get(worker.submit("load"))
         mining = loaded["to_mine"] > 0 and cfg.mining.method != "none" and cfg.mining.count > 0
         if mining:
-            worker.build_index(cfg, loaded["corpus"], show)
+            worker.build_index(cfg, loaded["corpus"], show.progress)
         writer = storage.DatasetWriter(record.url("training_rows"), "training_rows", overwrite=True, **record.lineage)
         rejects: list[Reject] = list(loaded.get("rejects", []))
         bad_lines: list[Reject] = []
@@ -167,7 +168,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
         else:
             batches = _batches(read_jsonl_rows(src, rejects, bad_lines), cfg.mine_batch_rows)
             results = _mined_jsonl(worker, batches, mining, cfg.batches_in_flight)
-        progress = progress_bar(total=loaded.get("rows"), unit="row", disable=not show,
+        progress = progress_bar(total=loaded.get("rows"), unit="row", disable=not show.progress,
                                 desc=f"mine negatives ({cfg.mining.method})" if mining else "read rows")
         for rows in results:
             progress.update(len(rows))
@@ -190,7 +191,7 @@ def run_prepare(cfg: PrepareConfig, show: bool = True) -> dict:
     writer.finalize(extra={"summary": summary})
     record.write_rejects(rejects)
     summary = record.finish(summary, rows=counts["rows"], unit="training row")
-    if show:
+    if show.progress:
         console.print(f"[bold]prepared[/bold] {summary['rows']:,} training rows from {src.path} ({kind}, "
                       f"split {src.split}): {summary['passed_through']:,} carried negatives, "
                       f"{summary['mined']:,} mined with {cfg.mining.method} (top {cfg.mining.depth}, keep "

@@ -72,6 +72,9 @@ def summary_table(summary: dict) -> Table:
     return table
 
 
-def print_summary(summary: dict) -> None:
+def print_table(summary: dict) -> None:
     console.print(summary_table(summary))
+
+
+def print_written(summary: dict) -> None:
     console.print(f"wrote {summary['output']}/candidates, rejects/, summary.json in {summary['elapsed_s']:.1f} s")

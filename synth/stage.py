@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from o1e.placement import Cluster, engine_request, workers_request
+from o1e.progress import Show
 from o1e.stage import Flag, Input, Stage
 from o1e.synth.config import PrepareConfig, SynthConfig
 
@@ -12,13 +13,13 @@ GROUP_HELP = "synthesise candidate thoughts with an expert LLM"
 """Help of ``o1e synth``, whose steps are ``prepare`` and ``run``."""
 
 
-def _run_prepare(cfg: PrepareConfig, show: bool):
+def _run_prepare(cfg: PrepareConfig, show: Show):
     from o1e.synth.prepare import run_prepare
 
     return run_prepare(cfg, show=show)
 
 
-def _run_synth(cfg: SynthConfig, show: bool):
+def _run_synth(cfg: SynthConfig, show: Show):
     from o1e.synth.driver import run_synth
 
     return run_synth(cfg, show=show)

@@ -172,8 +172,9 @@ def test_the_demo_leaves_hugging_face_cards(pipeline_demo, tmp_path):
 
 def test_the_frameworks_stay_quiet(pipeline_demo):
     """vLLM, transformers and Ray log their progress and info lines only with ``--verbose``: the terminal
-    shows o1e's bars, tables and errors (the second run trains, evaluates with vLLM thoughts and its
-    baselines)."""
+    shows o1e's bars, a line per stage, the summary's tables and errors (the second run trains, evaluates
+    with vLLM thoughts and its baselines). The stages' own tables stay out: the summary shows their results
+    once."""
     printed = pipeline_demo["stdout"] + pipeline_demo["stderr"]
     noisy = [line for line in printed.splitlines()
              if " INFO " in line or "[INFO]" in line or "Loading weights" in line or "Loading safetensors" in line
@@ -181,5 +182,7 @@ def test_the_frameworks_stay_quiet(pipeline_demo):
     assert noisy == []
     assert "Reporting training result" not in printed and "PlacementGroupCleaner" not in printed
     assert "retrieval" in pipeline_demo["stdout"] and "report: " in pipeline_demo["stdout"]
+    assert "o1e train ->" not in printed and "ndcg@10 |" not in printed  # train's and eval's own tables
+    assert "wrote " in pipeline_demo["stdout"] and "\x1b[" not in printed  # no colour codes in a log
     print(f"\nthe demo's second run printed {len(printed.encode()):,} bytes")
 

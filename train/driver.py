@@ -15,6 +15,7 @@ from o1e import cards, costs, runs, schemas, storage
 from o1e.config import ConfigError
 from o1e.encoders import check_model_dir
 from o1e.models import resolve_model_dir
+from o1e.progress import Show
 from o1e.provenance import code_version, directory_fingerprint
 from o1e.ray_utils import VERBOSE_ENV, init_ray, started_local_cluster
 from o1e.schemas import Reject
@@ -99,7 +100,9 @@ def _url(storage_url: str, fs_path: str) -> str:
     return f"s3://{fs_path}" if storage.is_s3(storage_url) else fs_path
 
 
-def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
+def run_train(cfg: TrainConfig, pid_file: str | None = None, show: bool | Show = True) -> dict[str, Any]:
+    """Train (or resume) on Ray Train; returns the model's lineage. The training bar is drawn by the first
+    worker; ``show`` says whether the driver shows the result table (``Show.TABLES``) or a line."""
     model_dir = check_config(cfg)
     record = runs.RunRecord("train", cfg, parents=[storage.dataset_ref(cfg.data)])
     table, rejects, probe = split_rejects(cfg, storage.read_table(cfg.data, schema_name="training"))
@@ -171,7 +174,11 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None) -> dict[str, Any]:
     storage.write_json(storage.join(model_url, LINEAGE_FILE), lineage)  # written last: the folder is complete
     record.finish({"model": model_url, "rows": lineage["rows"], "final_metrics": result.metrics,
                    "checkpoint": lineage["checkpoint"]}, rows=num_rows, unit="training row")
-    from o1e.train.report import show_summary
+    from o1e.train import report
 
-    show_summary(cfg, lineage)
+    show = Show.of(show)
+    if show.tables:
+        report.show_summary(cfg, lineage)
+    elif show.progress:
+        report.print_written(cfg, lineage)
     return lineage

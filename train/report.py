@@ -25,3 +25,10 @@ def show_summary(cfg: TrainConfig, lineage: dict[str, Any], console: Console | N
     rows = lineage["rows"]
     table.add_row("rows used / rejected", f"{rows['usable']} / {rows['rejected']}")
     (console or progress.console()).print(table)
+
+
+def print_written(cfg: TrainConfig, lineage: dict[str, Any]) -> None:
+    metrics, rows = lineage.get("final_metrics") or {}, lineage["rows"]
+    progress.console().print(f"wrote {cfg.output}/model: {metrics.get('step')} steps, final loss "
+                             f"{metrics.get('loss', float('nan')):.4g}, {rows['usable']} rows used, "
+                             f"{rows['rejected']} rejected")

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from o1e import storage
 from o1e.placement import Cluster, workers_request
+from o1e.progress import Show
 from o1e.ray_utils import training_worker_cpus
 from o1e.stage import Flag, Input, Stage, count_rows
 from o1e.train.config import TrainConfig
 
 
-def _run(cfg: TrainConfig, show: bool):
+def _run(cfg: TrainConfig, show: Show):
     from o1e.train.driver import run_train
 
-    return run_train(cfg)
+    return run_train(cfg, show=show)
 
 
 def _rows(cfg: TrainConfig) -> tuple[int | None, int | None]:
