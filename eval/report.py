@@ -12,7 +12,6 @@ from o1e.eval.metrics import METRICS
 from o1e.eval.dataset import EvalDataset
 from o1e import cards, costs, lineage, progress, runs, schemas, storage
 from o1e.corpus import CorpusDataset
-from o1e.provenance import code_version
 from o1e.retrievers import model_of
 
 console = progress.console()
@@ -105,7 +104,8 @@ def write_outputs(cfg, result) -> None:
     parents = [data.source_ref()]
     if result.thoughts is not None:
         parents.append({"url": result.thoughts.url, "schema": "thoughts"})
-    record = runs.RunRecord("eval", cfg, parents=parents, started=time.perf_counter() - result.info["elapsed_s"])
+    record = runs.RunRecord("eval", cfg, parents=parents, started=time.perf_counter() - result.info["elapsed_s"],
+                            views=(runs.EVAL_METRICS,))
     model = model_of(cfg.retriever)
     metrics = dict(result.metrics)
     metrics.update({
@@ -113,8 +113,7 @@ def write_outputs(cfg, result) -> None:
         "dataset": data.url, "split": data.split, "retriever": result.info["retriever"],
         "skipped": {reason: sum(r.reason == reason for r in rejected)
                     for reason in sorted({r.reason for r in rejected})},
-        "config_fingerprint": cfg.fingerprint(), "corpus_fingerprint": data.corpus.fingerprint,
-        "code_version": code_version(), "info": result.info,
+        "corpus_fingerprint": data.corpus.fingerprint, "info": result.info,
         # The model's whole chain (expert model, committee, base model, training run) where it has one.
         "model": model, "lineage": lineage.summarise(lineage.walk(model)) if model else {},
     })
@@ -134,10 +133,9 @@ def write_outputs(cfg, result) -> None:
     storage.write_text(storage.join(out, "run.trec"), trec_run(headline, tag=f"o1e-{cfg.retriever.kind}"))
     record.write_rejects(rejected)
     metrics["model_card"] = add_card_results(cfg, data, metrics) if cfg.retriever.kind == "o1" else None
-    storage.write_json(storage.join(out, "metrics.json"), metrics)
     record.finish({"num_queries": metrics["num_queries"], "k": metrics["k"],
                    "ndcg@10": {name: m["ndcg@10"] for name, m in metrics["variants"].items()},
-                   "rejects": metrics["skipped"], "elapsed_s": result.info.get("elapsed_s")},
+                   "rejects": metrics["skipped"], "elapsed_s": result.info.get("elapsed_s"), "metrics": metrics},
                   rows=len(data.corpus), unit="document")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from o1e import storage
+from o1e import runs
 from o1e.eval.config import EvalConfig
 from o1e.placement import Cluster, engine_request, workers_request
 from o1e.progress import Show
@@ -16,9 +16,8 @@ def _run(cfg: EvalConfig, show: Show):
 
 
 def _rows(cfg: EvalConfig) -> tuple[int | None, int | None]:
-    """Queries in and queries scored (each for every k), from ``metrics.json``."""
-    metrics = storage.join(cfg.output, "metrics.json")
-    queries = storage.read_json(metrics).get("num_queries") if storage.exists(metrics) else None
+    """Queries in and queries scored (each for every k), from its summary."""
+    queries = (runs.read_summary(cfg.output) or {}).get("num_queries")
     return queries, queries
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from o1e import storage
+from o1e import runs, storage
 
-MODEL_LINEAGE = "lineage.json"
-EVAL_METRICS = "metrics.json"
+MODEL_LINEAGE = runs.MODEL_LINEAGE.name
+EVAL_METRICS = runs.EVAL_METRICS.name
 
 
 @dataclass
@@ -49,14 +49,14 @@ def read_node(url: str) -> Node:
         return Node(url, m.schema, m.config_fingerprint, _dataset_facts(m.schema, m.config or {}),
                     [p["url"] for p in m.parents if p.get("url")], m.created_at, m.code_version)
     if storage.exists(storage.join(url, MODEL_LINEAGE)):
-        rec = storage.read_json(storage.join(url, MODEL_LINEAGE))
+        rec = storage.read_json(storage.join(url, MODEL_LINEAGE))  # the model folder's own view of train's summary
         base = rec.get("base_model", {})
         return Node(url, "model", rec.get("config_fingerprint"),
                     {"base_model": base.get("path"), "base_model_fingerprint": base.get("fingerprint"),
                      "training_fingerprint": rec.get("config_fingerprint")},
                     [rec["training_dataset"]["url"]], None, rec.get("code_version"))
-    if storage.exists(storage.join(url, EVAL_METRICS)):
-        rec = storage.read_json(storage.join(url, EVAL_METRICS))
+    rec = runs.EVAL_METRICS.read(url)
+    if rec is not None:
         model = rec.get("model")
         parents = [rec["dataset"]] + ([model] if model else [])
         thoughts = rec.get("info", {}).get("thoughts", {}).get("url")

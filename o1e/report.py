@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from o1e import storage
+from o1e import runs, storage
 from o1e.costs import gain_per_1k_tokens, thought_seconds_per_query, thought_tokens_per_query
 from o1e.provenance import code_version
 
@@ -62,23 +62,23 @@ class Run:
 
 def load(path: str) -> Run:
     """A pipeline's output (its summary lists the steps) or one stage's output."""
-    summary_url = storage.join(path, "summary.json")
-    if not storage.exists(summary_url):
-        raise FileNotFoundError(f"{path} has no summary.json: give a pipeline's or a stage's output folder "
+    summary = runs.read_summary(path)
+    if summary is None:
+        raise FileNotFoundError(f"{path} has no {runs.SUMMARY}: give a pipeline's or a stage's output folder "
                                 "once it has finished")
-    summary = storage.read_json(summary_url)
     steps = summary.get("steps") or [{"step": summary.get("stage", "stage"), "stage": summary.get("stage"),
                                       "output": path, "elapsed_s": summary.get("throughput", {}).get("elapsed_s")}]
     run = Run(path, summary, steps)
     for step in steps:
         out, stage = step["output"], step.get("stage")
-        if stage == "eval" and storage.exists(storage.join(out, "metrics.json")):
-            run.evaluations.append(Evaluation(step["step"], out, storage.read_json(storage.join(out, "metrics.json"))))
+        metrics = runs.EVAL_METRICS.read(out) if stage == "eval" else None
+        committee = runs.read_summary(out) if stage in ("vote", "committee") else None
+        if metrics is not None:
+            run.evaluations.append(Evaluation(step["step"], out, metrics))
         elif stage == "train" and storage.exists(storage.join(out, "metrics.jsonl")):
             lines = storage.read_text(storage.join(out, "metrics.jsonl")).splitlines()
             run.trainings[step["step"]] = [json.loads(line) for line in lines if line.strip()]
-        elif stage in ("vote", "committee") and storage.exists(storage.join(out, "summary.json")):
-            committee = storage.read_json(storage.join(out, "summary.json"))
+        elif committee is not None:
             scores = storage.join(out, "committee_scores")
             if storage.is_dataset(scores):
                 committee["margins"] = storage.read_table(scores, columns=["margin"]).column("margin").to_pylist()
@@ -290,7 +290,7 @@ def render(run: Run) -> str:
     thoughts_by_output = {e.url: e.thoughts for e in run.evaluations}
     for step in run.steps:
         out = step["output"]
-        summary = storage.read_json(storage.join(out, "summary.json")) if storage.exists(storage.join(out, "summary.json")) else {}
+        summary = runs.read_summary(out) or {}
         thoughts = thoughts_by_output.get(out) or {}
         rows.append([step["step"], step.get("status", ""), _fmt(step.get("elapsed_s"), 1),
                      summary.get("prompt_tokens", ""), summary.get("completion_tokens", thoughts.get("generated_tokens", "")),

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from rich.table import Table
 
 from o1e import costs, progress, report, runs, storage
-from o1e.config import FINGERPRINT_RULE, ConfigError
-from o1e.progress import Show
-from o1e.provenance import code_version
+from o1e.config import ConfigError
 from o1e.pipeline.config import PipelineConfig
 from o1e.pipeline.plan import Step, build_steps, is_current, read_record, record_url, step_rows, window
 from o1e.pipeline.stages import STAGES
+from o1e.progress import Show
 
 console = progress.console()
 
@@ -65,18 +63,11 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
                           f"(its config or an upstream stage changed); removing {step.output}")
             storage.delete(record_url(cfg, step))
             storage.delete(step.output)
-        t0 = time.perf_counter()
         # The stages show their progress; their results are shown once, in the summary below.
         STAGES[step.stage].run(step.config, Show.PROGRESS if show else Show.NOTHING)
-        record = {
-            "step": step.name, "stage": step.stage, "fingerprint": step.fingerprint,
-            "config_fingerprint": step.config.fingerprint(), "fingerprint_rule": FINGERPRINT_RULE,
-            "upstream": step.deps, "output": step.output,
-            "elapsed_s": round(time.perf_counter() - t0, 3), **step_rows(step),
-            "actor_seconds": storage.read_json(step.done_marker).get("actor_seconds"),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "code_version": code_version(),
-        }
+        record = runs.step_record(storage.read_json(step.done_marker), step=step.name, stage=step.stage,
+                                  fingerprint=step.fingerprint, upstream=step.deps, output=step.output,
+                                  **step_rows(step))
         storage.write_json(record_url(cfg, step), record)
         results.append(StepResult(step, "ran", record))
     runs.RunRecord("pipeline", cfg, started=started).finish({
@@ -127,7 +118,7 @@ def metrics_table(evaluations: list[StepResult]) -> Table:
                           ("thought tokens/query", "right"), ("gain per 1k tokens", "right")):
         table.add_column(name, justify=justify)
     for r in evaluations:
-        metrics = storage.read_json(storage.join(r.step.output, "metrics.json"))
+        metrics = runs.EVAL_METRICS.read(r.step.output)
         kind = r.step.config.retriever.kind
         label = "trained model" if r.step.name == "eval" else r.step.name.split(":", 1)[1]
         variants = metrics.get("variants") or {f"k={metrics.get('k', 0)}": metrics}

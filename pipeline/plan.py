@@ -2,8 +2,9 @@
 
 A step's fingerprint is its own config's fingerprint plus the fingerprints of the steps whose outputs it
 reads, so a change anywhere reruns exactly that step and every step downstream of it. When a step
-finishes, the pipeline writes ``<output>/_pipeline/<step>.json`` (its fingerprint, rows, time); a step
-whose record carries the current fingerprint, and whose output is still there, is skipped.
+finishes, the pipeline writes ``<output>/_pipeline/<step>.json`` (its fingerprint and rows, and from the
+stage's summary its time and config fingerprint: ``o1e.runs.step_record``); a step whose record carries the
+current fingerprint, and whose output is still there, is skipped.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pandas as pd
 
 from o1e.committee.config import CommitteeConfig
 from o1e.committee.driver import run_committee
-from o1e import storage
+from o1e import runs, storage
 from o1e.config import load_config
 from o1e.pipeline.config import PipelineConfig
 from o1e.pipeline.demo import CONFIG as DEMO_CONFIG
@@ -80,6 +80,14 @@ def test_metrics_lineage_and_summary(pipeline_demo):
     for name in ("synth", "train", "eval"):  # the vLLM replica, the training workers, the shard actor
         assert steps.loc[name, "actor_seconds"]["CPU"] > 0
     assert "CPU-s" in out
+
+    # metrics.json, the model's lineage.json and the step records are views of the stages' summaries.
+    summaries = {name: storage.read_json(os.path.join(root, name, "summary.json")) for name in ("vote", "train", "eval")}
+    assert metrics == runs.EVAL_METRICS.of(summaries["eval"])
+    assert lineage == runs.MODEL_LINEAGE.of(summaries["train"])
+    for name, summary in summaries.items():
+        record = storage.read_json(os.path.join(root, "_pipeline", f"{name}.json"))
+        assert {k: record[k] for k in runs.STEP_FIELDS} == {k: summary[k] for k in runs.STEP_FIELDS}
 
     proc = subprocess.run([pipeline_demo["command"][0], "lineage", os.path.join(root, "eval"), "--json"],
                           capture_output=True, text=True, env=pipeline_demo["env"])

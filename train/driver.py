@@ -16,14 +16,12 @@ from o1e.config import ConfigError
 from o1e.encoders import check_model_dir
 from o1e.models import resolve_model_dir
 from o1e.progress import Show
-from o1e.provenance import code_version, directory_fingerprint
+from o1e.provenance import directory_fingerprint
 from o1e.ray_utils import VERBOSE_ENV, init_ray, started_local_cluster
 from o1e.schemas import Reject
 from o1e.train.config import TrainConfig
 from o1e.train.data import reject_reason, steps_per_epoch
 from o1e.train.worker import deepspeed_config, train_loop
-
-LINEAGE_FILE = "lineage.json"
 
 
 def check_config(cfg: TrainConfig) -> str:
@@ -51,7 +49,7 @@ def check_config(cfg: TrainConfig) -> str:
         raise ConfigError(f"deepspeed.config: cannot read DeepSpeed JSON {path}: {err}") from None
     deepspeed_config(cfg, cfg.num_workers)
     cfg.check_outputs()
-    storage.check_rerun_record(storage.join(cfg.output, "model", LINEAGE_FILE), cfg.fingerprint(), cfg.overwrite)
+    storage.check_rerun_record(runs.MODEL_LINEAGE.url(cfg.output), cfg.fingerprint(), cfg.overwrite)
     try:
         model_dir = resolve_model_dir(cfg.model)
     except FileNotFoundError as err:
@@ -104,7 +102,7 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None, show: bool | Show =
     """Train (or resume) on Ray Train; returns the model's lineage. The training bar is drawn by the first
     worker; ``show`` says whether the driver shows the result table (``Show.TABLES``) or a line."""
     model_dir = check_config(cfg)
-    record = runs.RunRecord("train", cfg, parents=[storage.dataset_ref(cfg.data)])
+    record = runs.RunRecord("train", cfg, parents=[storage.dataset_ref(cfg.data)], views=(runs.MODEL_LINEAGE,))
     table, rejects, probe = split_rejects(cfg, storage.read_table(cfg.data, schema_name="training"))
     num_rows = table.num_rows + len(rejects)
     record.write_rejects(rejects)
@@ -158,22 +156,18 @@ def run_train(cfg: TrainConfig, pid_file: str | None = None, show: bool | Show =
         result = trainer.fit()
 
     model_url = storage.join(cfg.output, "model")
-    lineage = {
-        "training_dataset": storage.dataset_ref(cfg.data),
+    summary = record.summary({
+        "model": model_url, "training_dataset": storage.dataset_ref(cfg.data),
         "base_model": {"path": cfg.model, "fingerprint": directory_fingerprint(model_dir)},
-        "config_fingerprint": cfg.fingerprint(),
         "config": cfg.model_dump(mode="json"),
-        "code_version": code_version(),
         "checkpoint": _url(storage_url, result.checkpoint.path) if result.checkpoint else None,
-        "ray_run": storage.join(storage_url, run_name),
-        "final_metrics": result.metrics,
+        "ray_run": storage.join(storage_url, run_name), "final_metrics": result.metrics,
         "rows": {"total": num_rows, "usable": num_rows - len(rejects), "rejected": len(rejects)},
-    }
+    }, rows=num_rows, unit="training row")
+    lineage = runs.MODEL_LINEAGE.of(summary)
     name = f"{cfg.model.rstrip('/').rsplit('/', 1)[-1]}-o1e"
     storage.write_text(storage.join(model_url, cards.CARD), cards.model_card(lineage, name))
-    storage.write_json(storage.join(model_url, LINEAGE_FILE), lineage)  # written last: the folder is complete
-    record.finish({"model": model_url, "rows": lineage["rows"], "final_metrics": result.metrics,
-                   "checkpoint": lineage["checkpoint"]}, rows=num_rows, unit="training row")
+    record.write(summary)  # the model's lineage.json, then summary.json: the folder is complete
     from o1e.train import report
 
     show = Show.of(show)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from o1e import storage
+from o1e import runs
 from o1e.placement import Cluster, workers_request
 from o1e.progress import Show
 from o1e.ray_utils import training_worker_cpus
@@ -17,10 +17,9 @@ def _run(cfg: TrainConfig, show: Show):
 
 
 def _rows(cfg: TrainConfig) -> tuple[int | None, int | None]:
-    """Rows in the training dataset, and those training used (``model/lineage.json``)."""
-    lineage = storage.join(cfg.output, "model", "lineage.json")
-    usable = storage.read_json(lineage)["rows"]["usable"] if storage.exists(lineage) else None
-    return count_rows(cfg.data), usable
+    """Rows in the training dataset, and those training used (its summary's ``rows``)."""
+    summary = runs.read_summary(cfg.output)
+    return count_rows(cfg.data), summary["rows"]["usable"] if summary else None
 
 
 TRAIN = Stage(
