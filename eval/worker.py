@@ -77,6 +77,8 @@ class ShardWorker:
             if cached.column("doc_id").to_pylist() != doc_ids:
                 raise storage.StorageError(f"embedding cache {task.cache_url} shard {task.shard_id} does not "
                                            "hold this shard's documents; delete that folder and rerun")
+            if self.counter is not None:  # read from the cache: its documents are done
+                self.counter.add.remote(len(doc_ids))
             return table_to_vectors(cached), doc_ids, True
         texts = corpus.passages(rows.column("title").to_pylist(), rows.column("text").to_pylist())
         del rows

@@ -35,10 +35,12 @@ def test_dense_two_shards_rank_exactly_like_one(ray_cluster, demo_data, one_shar
     assert one.metrics["num_queries"] == 100 and one.metrics["ndcg@10"] > 0.8  # MiniLM on the bundled slice
 
 
-def test_rerun_reads_embeddings_from_cache(ray_cluster, demo_data, one_shard):
+def test_rerun_reads_embeddings_from_cache(ray_cluster, demo_data, one_shard, capsys):
     first, root = one_shard
-    again = run_eval(dense_config(demo_data, str(root / "out2"), 1, str(root / "cache")), show=False)
+    again = run_eval(dense_config(demo_data, str(root / "out2"), 1, str(root / "cache")), show=True)
     assert again.info["cache_hits"] == 1 and first.info["cache_hits"] == 0
+    bar = [line for line in capsys.readouterr().err.splitlines() if line.startswith("encode + search")]
+    assert bar and "400/400" in bar[-1]  # documents read from the cache count as done
     assert again.rankings[0] == first.rankings[0]
     manifest = storage.read_manifest(again.info["embedding_cache"])
     assert manifest.schema == "embeddings" and manifest.num_rows == 400
